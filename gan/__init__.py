@@ -1,0 +1,10 @@
+"""An MLP GAN on MNIST for Keras 3: a subclassed `keras.Model` with a compiled `train_step`.
+
+Modules: `config` (options), `data` (images), `models` (networks), `gan` (the training step),
+`callbacks` (everything that watches training), `train` (the CLI).
+"""
+
+import os
+
+# TensorFlow's C++ INFO/WARNING chatter drowns the progress bar; users can still override it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,147 @@
+"""Everything that watches training: console, TensorBoard, sample grids, saved files.
+
+Each callback reads the GAN (`self.model`) and the epoch's logs; none changes training.
+Epochs are numbered from 1 here, as in the textbook's output and the PNG names.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan.data import to_uint8
+from gan.images import make_grid, save_png
+
+GRID_ROWS = GRID_COLS = 5
+GRID_SCALE = 3  # 5x5 grid of 28 px digits -> 456 px square: big enough to judge by eye
+
+
+class ConsoleProgress(keras.callbacks.Callback):
+    """A progress bar with the running losses (on a terminal), then one summary line an epoch:
+    `Epoch:3 d_loss:0.6012 g_loss:0.9155 d_real:0.641 d_fake:0.367 (2.1 s)`."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, stream=None):
+        super().__init__()
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.stream = stream or sys.stdout
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        if self.stream.isatty():
+            print(f"Epoch {epoch + 1}/{self.epochs}", file=self.stream)
+            # All metrics are running means over the epoch already: show them as they are.
+            self.bar = keras.utils.Progbar(self.steps_per_epoch, stateful_metrics=_METRICS)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.update(batch + 1, values=[(k, float(v)) for k, v in (logs or {}).items()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        values = " ".join(f"{name}:{float(logs[name]):.4f}" for name in _METRICS if name in logs)
+        print(f"Epoch:{epoch + 1} {values} ({seconds:.1f} s)", file=self.stream, flush=True)
+
+
+class ScalarSummaries(keras.callbacks.Callback):
+    """Writes every epoch-end metric (d_loss, g_loss, d_real, d_fake) as a TensorBoard scalar,
+    at step = epoch number."""
+
+    def __init__(self, writer):
+        super().__init__()
+        self.writer = writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self.writer.as_default():
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(name, float(value), step=epoch + 1)
+        self.writer.flush()
+
+
+class SampleGrids(keras.callbacks.Callback):
+    """Draws the generator's images for one fixed noise batch as a 5x5 grid after epoch 1,
+    every `every` epochs and after the last epoch: `samples/epoch_NNN.png` and a TensorBoard
+    image `samples` at step = epoch number. The noise never changes, so successive grids
+    show the same 25 latent points as training progresses."""
+
+    def __init__(self, noise: np.ndarray, samples_dir: Path, writer, every: int, epochs: int):
+        super().__init__()
+        self.noise = noise
+        self.samples_dir = Path(samples_dir)
+        self.writer = writer
+        self.every = every
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        if number == 1 or number % self.every == 0 or number == self.epochs:
+            self.samples_dir.mkdir(exist_ok=True)
+            images = to_uint8(self.model.generator(self.noise, training=False))
+            grid = make_grid(images, GRID_ROWS, GRID_COLS, scale=GRID_SCALE)
+            save_png(grid, self.samples_dir / f"epoch_{number:03d}.png")
+            with self.writer.as_default():
+                tf.summary.image("samples", grid[None, :, :, None], step=number)
+            self.writer.flush()
+
+
+class SaveNetworks(keras.callbacks.Callback):
+    """Saves the trained networks as `generator.keras` and `discriminator.keras`."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+    def on_train_end(self, logs=None):
+        self.model.generator.save(self.run_dir / "generator.keras")
+        self.model.discriminator.save(self.run_dir / "discriminator.keras")
+
+
+class History(keras.callbacks.Callback):
+    """Appends one row per epoch (epoch, d_loss, g_loss, d_real, d_fake, seconds) to a CSV
+    file as training goes, and at the end plots the losses of every row to a PNG."""
+
+    def __init__(self, csv_path: Path, plot_path: Path):
+        super().__init__()
+        self.csv_path = Path(csv_path)
+        self.plot_path = Path(plot_path)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1, **{name: float(logs[name]) for name in _METRICS}}
+        row["seconds"] = round(time.perf_counter() - self.started, 3)
+        new_file = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def on_train_end(self, logs=None):
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display on training machines
+        from matplotlib import pyplot as plt
+
+        with open(self.csv_path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        epochs = [int(row["epoch"]) for row in rows]
+        figure, axes = plt.subplots(figsize=(7, 4))
+        for name in ("d_loss", "g_loss"):
+            axes.plot(epochs, [float(row[name]) for row in rows], label=name)
+        axes.set(xlabel="epoch", ylabel="loss (binary cross-entropy)")
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(self.plot_path, dpi=100)
+        plt.close(figure)
+
+
+_METRICS = ("d_loss", "g_loss", "d_real", "d_fake")

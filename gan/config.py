@@ -1,0 +1,185 @@
+"""Every training option in one frozen dataclass.
+
+The command line of `gan.train` is generated from the fields below, so each option has exactly
+one default, one help text and one validity check. A run directory's `config.json` is
+`Config.to_json()`. Importing this module does not import TensorFlow, so bad options are
+reported instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import typing
+
+DATASETS = ("mnist", "fashion_mnist")
+ARCHITECTURES = ("mlp",)  # keys of gan.models.ARCHITECTURES (kept here: no TensorFlow import)
+
+
+class ConfigError(ValueError):
+    """An option has a bad value; the message names the flag and says what is expected."""
+
+
+def _positive(value):
+    return None if value > 0 and math.isfinite(value) else "must be a number > 0"
+
+
+def _fraction(value):
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def _run_name(value):
+    ok = re.fullmatch(r"[A-Za-z0-9._-]+", value) and value not in (".", "..")
+    return None if ok else "must be a plain name of letters, digits, '.', '_' and '-'"
+
+
+def _option(default, help, check=None, choices=None):
+    return dataclasses.field(
+        default=default, metadata={"help": help, "check": check, "choices": choices}
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """All options of a training run. Construction validates every value (raises ConfigError)."""
+
+    epochs: int = _option(100, "passes over the training images", _positive)
+    batch_size: int = _option(
+        128, "images per training step; an epoch's last partial batch is dropped", _positive
+    )
+    arch: str = _option("mlp", "network architecture; mlp is the textbook's", choices=ARCHITECTURES)
+    noise_dim: int = _option(128, "length of the generator's input noise vector", _positive)
+    lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
+    beta1: float = _option(0.5, "Adam beta_1 of both optimizers, in [0, 1)", _fraction)
+    dataset: str = _option(
+        "mnist",
+        "which images: downloaded through keras.datasets unless --data is given; "
+        "also names the data set for evaluation",
+        choices=DATASETS,
+    )
+    data: str | None = _option(
+        None,
+        "train on local files instead of downloading: a directory (every idx image file in "
+        "it, .gz or raw; label files are skipped), one idx file, or an .npz laid out like "
+        "keras' mnist.npz",
+    )
+    limit: int | None = _option(None, "use only the first N images (quick runs)", _positive)
+    logdir: str = _option("logs", "directory that holds run directories")
+    run: str | None = _option(
+        None,
+        "run name (letters, digits, . _ -): outputs go to LOGDIR/RUN "
+        "(default: the start time, YYYYmmdd-HHMMSS)",
+        _run_name,
+    )
+    seed: int = _option(0, "random seed of weights, noise, dropout and shuffling")
+    jit: bool = _option(True, "compile the training step with XLA")
+    sample_every: int = _option(
+        10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive
+    )
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None and _is_optional(hints[field.name]):
+                continue
+            kind = _base_type(hints[field.name])
+            if not _is_kind(value, kind):
+                raise ConfigError(f"{flag(field.name)} must be {_KIND_NAMES[kind]}, got {value!r}")
+            choices = field.metadata["choices"]
+            if choices and value not in choices:
+                raise ConfigError(
+                    f"{flag(field.name)} must be one of {', '.join(choices)}, got {value!r}"
+                )
+            check = field.metadata["check"]
+            problem = check(value) if check else None
+            if problem:
+                raise ConfigError(f"{flag(field.name)} {problem}, got {value!r}")
+
+    def replace(self, **changes) -> Config:
+        """A copy with some options changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        values = json.loads(text)
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown options in config: {', '.join(unknown)}")
+        return cls(**values)
+
+    # --- command line -------------------------------------------------------------------
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Adds one flag per field. Flags not given stay absent from the parsed namespace
+        (argparse.SUPPRESS), so `given_options` can tell an explicit flag from a default."""
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            kind = _base_type(hints[field.name])
+            choices = field.metadata["choices"]
+            help_text = field.metadata["help"]
+            if field.default is not None:
+                help_text += f" (default: {field.default})"
+            if kind is bool:
+                parser.add_argument(
+                    flag(field.name),
+                    action=argparse.BooleanOptionalAction,
+                    default=argparse.SUPPRESS,
+                    help=help_text,
+                )
+            else:
+                parser.add_argument(
+                    flag(field.name),
+                    type=_parse_as(kind),
+                    default=argparse.SUPPRESS,
+                    metavar="{" + ",".join(choices) + "}" if choices else field.name.upper(),
+                    help=help_text,
+                )
+
+    @classmethod
+    def given_options(cls, namespace: argparse.Namespace) -> dict:
+        """The Config fields that were given explicitly on the command line."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: v for k, v in vars(namespace).items() if k in names}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a Config field: batch_size -> --batch-size."""
+    return "--" + name.replace("_", "-")
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _is_kind(value, kind: type) -> bool:
+    if isinstance(value, bool):  # bool is an int subclass, but True is not an epoch count
+        return kind is bool
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))
+
+
+def _is_optional(hint) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+def _base_type(hint) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _parse_as(kind: type):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {_KIND_NAMES[kind]}, got {text!r}"
+            ) from None
+
+    return parse

@@ -1,0 +1,192 @@
+"""Training images: read MNIST-style files, scale to [-1, 1], and batch them with tf.data.
+
+Readers return uint8 arrays of shape (N, 28, 28), pixel values 0-255. Every problem with the
+input (missing path, corrupt file, wrong shape, no network) raises DataError with a message
+that says what to do. The readers need only NumPy; TensorFlow is imported by the functions
+that need it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SHAPE = (28, 28)
+_IDX_UBYTE = 0x08  # idx type code of unsigned bytes, the only type MNIST files use
+
+
+class DataError(ValueError):
+    """The images cannot be loaded; the message names the file and what to do."""
+
+
+def load(dataset: str, data: str | None = None, limit: int | None = None) -> np.ndarray:
+    """The training images: from `data` if given, else downloaded through keras.datasets.
+
+    Returns uint8 (N, 28, 28), the first `limit` images if `limit` is set.
+    """
+    images = load_path(data) if data is not None else download(dataset)
+    return images[:limit] if limit else images
+
+
+def download(dataset: str) -> np.ndarray:
+    """All images (train then test) of a keras.datasets set, uint8 (70000, 28, 28)."""
+    import keras
+
+    loaders = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}
+    try:
+        (x_train, _), (x_test, _) = loaders[dataset].load_data()
+    except Exception as error:  # keras raises bare Exception on a failed download
+        raise DataError(
+            f"could not download {dataset} through keras.datasets ({_one_line(error)}); "
+            f"pass local files with --data PATH"
+        ) from None
+    return np.concatenate([x_train, x_test])
+
+
+def load_path(path: str | Path) -> np.ndarray:
+    """Images from a directory of idx files, one idx file (raw or .gz), or an .npz file."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_directory(path)
+    if not path.exists():
+        raise DataError(f"--data {path}: no such file or directory")
+    if path.suffix == ".npz":
+        return read_npz(path)
+    images = read_idx(path)
+    if images is None:
+        raise DataError(f"{path}: not an idx image file (expected an idx3-ubyte file or .npz)")
+    return images
+
+
+def read_idx(path: str | Path) -> np.ndarray | None:
+    """Reads an idx file (gzip-compressed if its name ends in .gz).
+
+    Returns uint8 (N, 28, 28) for an image file and None for a file that is not idx images
+    (labels, other files). Raises DataError for a truncated or corrupt file.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or raw[3] != 3:
+        return None
+    header_size = 4 + 4 * 3
+    if len(raw) < header_size:
+        raise DataError(f"{path}: truncated idx header; download the file again")
+    count, rows, cols = np.frombuffer(raw, dtype=">u4", count=3, offset=4)
+    if (rows, cols) != IMAGE_SHAPE:
+        raise DataError(f"{path}: images are {rows}x{cols}; the networks need 28x28")
+    expected = header_size + int(count) * rows * cols
+    if len(raw) != expected:
+        raise DataError(
+            f"{path}: idx header promises {count} images ({expected} bytes) but the file has "
+            f"{len(raw)} bytes; the file is truncated or corrupt, download it again"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(-1, rows, cols)
+
+
+def read_npz(path: str | Path) -> np.ndarray:
+    """Images from an .npz: keras' mnist.npz layout (x_train, x_test; both are used) or
+    an `images` array (what gan.generate writes). Returns uint8 (N, 28, 28)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:  # zipfile, format and OS errors have no common base
+        raise DataError(f"{path}: not a readable .npz file ({_one_line(error)})") from None
+    keys = [k for k in ("x_train", "x_test") if k in arrays] or [
+        k for k in ("images",) if k in arrays
+    ]
+    if not keys:
+        raise DataError(
+            f"{path}: no images; expected arrays x_train/x_test (keras' mnist.npz) or "
+            f"images, found {', '.join(arrays) or 'no arrays'}"
+        )
+    images = np.concatenate([_as_uint8_images(arrays[k], f"{path}:{k}") for k in keys])
+    return images
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) pixels 0-255 -> float32 (N, 28, 28, 1) in [-1, 1]."""
+    return (images.astype(np.float32)[..., None] - 127.5) / 127.5
+
+
+def to_uint8(images) -> np.ndarray:
+    """float (N, 28, 28[, 1]) in [-1, 1] -> uint8 (N, 28, 28), 0-255 (values outside clip)."""
+    images = np.asarray(images, dtype=np.float32).reshape(-1, *IMAGE_SHAPE)
+    return np.clip(np.rint(images * 127.5 + 127.5), 0, 255).astype(np.uint8)
+
+
+def make_dataset(images: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch=0):
+    """A tf.data.Dataset of shuffled batches for epochs first_epoch..epochs-1, back to back.
+
+    images: float32 (N, 28, 28, 1). Yields float32 (batch_size, 28, 28, 1), N // batch_size
+    batches per epoch (the remainder is dropped, so the step never sees a new shape and never
+    retraces). Epoch e's order is a stateless shuffle seeded by (seed, e): it does not depend
+    on what ran before, so a run restarted at epoch e sees the same batches.
+    """
+    import tensorflow as tf
+
+    images = tf.constant(images)
+    count = int(images.shape[0])
+    steps = count // batch_size
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
+        return tf.data.Dataset.from_tensor_slices(
+            tf.reshape(order[: steps * batch_size], (steps, batch_size))
+        )
+
+    return (
+        tf.data.Dataset.range(first_epoch, epochs)
+        .flat_map(epoch_batches)
+        .map(lambda indices: tf.gather(images, indices))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _read_directory(directory: Path) -> np.ndarray:
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    parts = [images for images in map(read_idx, files) if images is not None]
+    if not parts:
+        names = ", ".join(p.name for p in files[:5]) or "it is empty"
+        raise DataError(
+            f"--data {directory}: no idx image files in the directory ({names}); point --data "
+            f"at a directory holding e.g. train-images-idx3-ubyte.gz"
+        )
+    return np.concatenate(parts)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as file:
+                return file.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise DataError(
+            f"{path}: corrupt or truncated gzip file ({_one_line(error)}); download it again"
+        ) from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _as_uint8_images(array: np.ndarray, name: str) -> np.ndarray:
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
+        raise DataError(f"{name}: images have shape {array.shape}; expected (N, 28, 28)")
+    if (
+        not np.issubdtype(array.dtype, np.integer)
+        or array.min(initial=0) < 0
+        or array.max(initial=0) > 255
+    ):
+        raise DataError(f"{name}: expected integer pixels 0-255, got {array.dtype}")
+    return array.astype(np.uint8)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__

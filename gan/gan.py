@@ -1,0 +1,134 @@
+"""The GAN as a subclassed keras.Model whose train_step makes both adversarial updates.
+
+Why not the textbook's `discriminator.trainable = False` + stacked model: Keras 3 reads
+`trainable` when the train function runs, not when the model is compiled, so the "frozen"
+discriminator also stops learning in its own step. Here each update differentiates with respect
+to exactly one network's variables and applies the result with that network's own optimizer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from gan.models import build_discriminator, build_generator
+
+
+class GAN(keras.Model):
+    """Generator + discriminator, trained by `fit` on batches of real images.
+
+    generator: noise float32 (B, noise_dim) -> images float32 (B, 28, 28, 1) in [-1, 1].
+    discriminator: images -> logits float32 (B, 1); > 0 means "real".
+    Noise z ~ N(0, I) is drawn inside the compiled step from a SeedGenerator seeded by `seed`.
+    """
+
+    def __init__(self, generator, discriminator, noise_dim: int, seed: int | None = None, **kw):
+        super().__init__(**kw)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.noise_dim = noise_dim
+        self.noise_seed = keras.random.SeedGenerator(seed)
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_real_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
+        self.d_fake_tracker = keras.metrics.Mean(name="d_fake")  # mean sigmoid(D(G(z)))
+
+    def compile(self, d_optimizer, g_optimizer, loss_fn, **kwargs):
+        """loss_fn(labels, logits) -> scalar, e.g. BinaryCrossentropy(from_logits=True).
+        Other keyword arguments (jit_compile, steps_per_execution) go to keras.Model.compile."""
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        self.loss_fn = loss_fn
+
+    @property
+    def metrics(self):
+        # Listed here so Keras resets them at the start of every epoch.
+        return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
+
+    def sample_noise(self, batch_size):
+        """float32 (batch_size, noise_dim) from N(0, I); advances the noise seed."""
+        return keras.random.normal((batch_size, self.noise_dim), seed=self.noise_seed)
+
+    def train_step(self, real_images):
+        """One discriminator update, then one generator update, on the same G(z).
+
+        G(z) is computed once: the discriminator update leaves the generator unchanged, so
+        recomputing it for the generator update would give the same tensor at twice the cost.
+        """
+        noise = self.sample_noise(tf.shape(real_images)[0])
+        with self._tape_on(self.generator) as g_tape:
+            fake_images = self.generator(noise, training=True)
+        d_loss, real_logits, fake_logits = self.train_discriminator(real_images, fake_images)
+        g_loss = self._update_generator(g_tape, fake_images)
+
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
+        self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_discriminator(self, real_images, fake_images):
+        """Updates only the discriminator: real -> label 1, fake -> label 0.
+
+        d_loss is the mean of the two losses, as in the textbook. Returns (d_loss, real_logits,
+        fake_logits); the logits are the ones the update was computed from.
+        """
+        with self._tape_on(self.discriminator) as tape:
+            real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(fake_images, training=True)
+            d_loss = 0.5 * (
+                self.loss_fn(tf.ones_like(real_logits), real_logits)
+                + self.loss_fn(tf.zeros_like(fake_logits), fake_logits)
+            )
+        self._apply(tape, d_loss, self.discriminator, self.d_optimizer)
+        return d_loss, real_logits, fake_logits
+
+    def train_generator(self, noise):
+        """Updates only the generator, so that D labels G(noise) real. Returns g_loss."""
+        with self._tape_on(self.generator) as tape:
+            fake_images = self.generator(noise, training=True)
+        return self._update_generator(tape, fake_images)
+
+    def _update_generator(self, tape, fake_images):
+        # Re-entering the tape that recorded fake_images = G(z) extends it through D, so the
+        # gradient reaches the generator's weights without running G again.
+        with tape:
+            fake_logits = self.discriminator(fake_images, training=True)
+            # Non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z))).
+            g_loss = self.loss_fn(tf.ones_like(fake_logits), fake_logits)
+        self._apply(tape, g_loss, self.generator, self.g_optimizer)
+        return g_loss
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _tape_on(model):
+        """A recording tape that differentiates with respect to `model`'s variables only."""
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([variable.value for variable in model.trainable_variables])  # tf.Variables
+            yield tape
+
+    @staticmethod
+    def _apply(tape, loss, model, optimizer):
+        variables = model.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+
+
+def build_gan(config) -> GAN:
+    """The compiled GAN a gan.config.Config describes: its networks, two separate Adam
+    optimizers (the textbook shares one), binary cross-entropy on logits, XLA if config.jit."""
+    model = GAN(
+        build_generator(config.arch, config.noise_dim),
+        build_discriminator(config.arch),
+        noise_dim=config.noise_dim,
+        seed=config.seed,
+    )
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
+        g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
+        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+        jit_compile=config.jit,
+    )
+    return model

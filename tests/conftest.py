@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny image sets written by the tests themselves (never the network)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The idx encoding of a uint8 array: magic (0, 0, 0x08, ndim), big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Writes `array` as an idx file, gzip-compressed if the name ends in .gz."""
+    payload = idx_bytes(array)
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+    return path
+
+
+def make_images(count: int, seed: int = 0) -> np.ndarray:
+    """uint8 (count, 28, 28): a bright blob at a random place on black, like a crude digit."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:28, :28]
+    centres = rng.uniform(8, 20, size=(count, 2))
+    distance = np.hypot(rows - centres[:, 0, None, None], cols - centres[:, 1, None, None])
+    return np.clip(255 * np.exp(-((distance / 4) ** 2)), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return make_images(300)
+
+
+@pytest.fixture
+def data_dir(tmp_path, images) -> Path:
+    """A directory laid out like ../shared/data/mnist: gz image + label files."""
+    directory = tmp_path / "digits"
+    directory.mkdir()
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.arange(len(images)) % 10)
+    return directory

@@ -1,0 +1,128 @@
+"""Reading idx / .gz / .npz / directories, scaling to [-1, 1], and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, make_images, write_idx
+
+from gan import data
+
+
+@pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
+def test_reads_raw_and_gzipped_idx(tmp_path, images, name):
+    loaded = data.load_path(write_idx(tmp_path / name, images))
+    assert loaded.dtype == np.uint8 and loaded.shape == (300, 28, 28)
+    np.testing.assert_array_equal(loaded, images)
+
+
+def test_directory_concatenates_image_files_in_name_order_and_skips_the_rest(tmp_path):
+    first, second = make_images(5, seed=1), make_images(7, seed=2)
+    write_idx(tmp_path / "b-images-idx3-ubyte", second)
+    write_idx(tmp_path / "a-images-idx3-ubyte.gz", first)
+    write_idx(tmp_path / "a-labels-idx1-ubyte.gz", np.arange(5))
+    (tmp_path / "README.md").write_text("not an image file")
+    loaded = data.load_path(tmp_path)
+    np.testing.assert_array_equal(loaded, np.concatenate([first, second]))
+
+
+def test_npz_in_keras_mnist_layout_uses_train_and_test(tmp_path):
+    train, test = make_images(6, seed=1), make_images(4, seed=2)
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=train, y_train=np.zeros(6), x_test=test, y_test=np.zeros(4))
+    np.testing.assert_array_equal(data.load_path(path), np.concatenate([train, test]))
+
+
+def test_npz_with_an_images_array(tmp_path):
+    images = make_images(3)
+    np.savez(tmp_path / "samples.npz", images=images[..., None])  # (N, 28, 28, 1) is fine
+    np.testing.assert_array_equal(data.load_path(tmp_path / "samples.npz"), images)
+
+
+def test_limit_takes_the_first_images(data_dir, images):
+    np.testing.assert_array_equal(data.load("mnist", str(data_dir), limit=10), images[:10])
+
+
+def _truncated_idx(directory):
+    path = write_idx(directory / "x-idx3-ubyte", make_images(4))
+    path.write_bytes(path.read_bytes()[:-10])
+    return path
+
+
+def _truncated_gz(directory):
+    path = write_idx(directory / "x-idx3-ubyte.gz", make_images(40))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _npz(directory, **arrays):
+    np.savez(directory / "x.npz", **arrays)
+    return directory / "x.npz"
+
+
+def _not_a_zip(directory):
+    (directory / "x.npz").write_bytes(b"not a zip file")
+    return directory / "x.npz"
+
+
+BAD_INPUTS = {
+    "empty-dir": (lambda d: d, "no idx image files"),
+    "missing": (lambda d: d / "missing", "no such file"),
+    "truncated-idx": (_truncated_idx, "truncated or corrupt"),
+    "truncated-gz": (_truncated_gz, "corrupt or truncated gzip"),
+    "npz-without-images": (lambda d: _npz(d, labels=np.zeros(3)), "no images"),
+    "npz-not-28x28": (lambda d: _npz(d, images=np.zeros((3, 32, 32), np.uint8)), "expected"),
+    "npz-corrupt": (_not_a_zip, "not a readable .npz"),
+    "idx-not-28x28": (lambda d: write_idx(d / "x-idx3-ubyte", np.zeros((2, 32, 32))), "32x32"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_raises_data_error_naming_the_problem(tmp_path, case):
+    make_path, message = BAD_INPUTS[case]
+    with pytest.raises(data.DataError, match=message):
+        data.load_path(make_path(tmp_path))
+
+
+def test_float_images_span_minus_one_to_one_and_round_trip_to_uint8():
+    pixels = np.array([[0, 255] + [128] * 782], np.uint8).reshape(1, 28, 28)
+    scaled = data.to_float(pixels)
+    assert scaled.dtype == np.float32 and scaled.shape == (1, 28, 28, 1)
+    assert scaled.min() == -1.0 and scaled.max() == 1.0
+    np.testing.assert_array_equal(data.to_uint8(scaled), pixels)
+
+
+def _epochs(images, batch_size, seed, epochs, first_epoch=0):
+    """The dataset's batches as NumPy, grouped by epoch."""
+    steps = len(images) // batch_size
+    batches = [b.numpy() for b in data.make_dataset(images, batch_size, seed, epochs, first_epoch)]
+    return [batches[i : i + steps] for i in range(0, len(batches), steps)]
+
+
+def test_dataset_shuffles_each_epoch_drops_the_remainder_and_is_reproducible():
+    # Image i is filled with the value i, so a batch shows which images it holds.
+    images = np.broadcast_to(
+        np.arange(100, dtype=np.float32)[:, None, None, None], (100, 28, 28, 1)
+    )
+    epochs = _epochs(images, batch_size=32, seed=7, epochs=3)
+    assert len(epochs) == 3 and all(len(e) == 3 for e in epochs)  # 100 // 32, remainder dropped
+    orders = []
+    for batches in epochs:
+        assert all(b.shape == (32, 28, 28, 1) and b.dtype == np.float32 for b in batches)
+        order = np.concatenate([b[:, 0, 0, 0] for b in batches]).astype(int)
+        assert len(set(order)) == 96  # no image twice within an epoch
+        orders.append(order)
+    assert not np.array_equal(orders[0], orders[1])  # reshuffled every epoch
+    again = _epochs(images, 32, seed=7, epochs=3)
+    np.testing.assert_array_equal(np.stack(again), np.stack(epochs))  # same seed, same batches
+    restarted = _epochs(images, 32, seed=7, epochs=3, first_epoch=2)
+    np.testing.assert_array_equal(restarted[0], epochs[2])  # epoch 2 alone = epoch 2 in sequence
+    other_seed = _epochs(images, 32, seed=8, epochs=1)
+    assert not np.array_equal(other_seed[0], epochs[0])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data/mnist absent")
+def test_reads_the_real_mnist_test_set():
+    images = data.load_path(SHARED_DATA / "mnist")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert images.max() == 255 and images.min() == 0

@@ -1,0 +1,173 @@
+"""The training step: each update touches only its own network, losses are the textbook's
+binary cross-entropy, and fit() trains with XLA on and off."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gan import data
+from gan.config import Config
+from gan.gan import GAN, build_gan
+from gan.models import mlp_generator
+
+NOISE_DIM = 8
+BATCH = 16
+
+
+def _gan(jit=False) -> GAN:
+    keras.utils.set_random_seed(0)
+    return build_gan(Config(noise_dim=NOISE_DIM, jit=jit))
+
+
+def _real(count=BATCH):
+    return data.to_float(np.random.default_rng(1).integers(0, 256, (count, 28, 28), np.uint8))
+
+
+def _noise(count=BATCH):
+    return np.random.default_rng(2).standard_normal((count, NOISE_DIM)).astype(np.float32)
+
+
+def _snapshot(model) -> dict:
+    """Every variable of a model (trainable, non-trainable, RNG state) by path, as NumPy."""
+    return {v.path: v.numpy() for v in model.variables}
+
+
+def _changed(before: dict, after: dict) -> set:
+    return {path for path in before if not np.array_equal(before[path], after[path])}
+
+
+def _dropout_rng_states(model) -> set:
+    return {
+        layer.seed_generator.state.path
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dropout)
+    }
+
+
+def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged():
+    model = _gan()
+    d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
+
+    model.train_generator(_noise())
+
+    # The generator's step runs D in training mode (dropout on, as in the textbook), so the
+    # only discriminator variable that may move is dropout's random-number counter.
+    d_changed = _changed(d_before, _snapshot(model.discriminator))
+    assert d_changed <= _dropout_rng_states(model.discriminator)
+    assert {w.path for w in model.discriminator.weights}.isdisjoint(d_changed)
+    g_trainable = {v.path for v in model.generator.trainable_variables}
+    assert _changed(g_before, _snapshot(model.generator)) == g_trainable
+    assert int(model.g_optimizer.iterations) == 1
+    assert int(model.d_optimizer.iterations) == 0
+
+
+def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged():
+    model = _gan()
+    fake = model.generator(_noise(), training=True)
+    d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
+
+    model.train_discriminator(_real(), fake)
+
+    assert _changed(g_before, _snapshot(model.generator)) == set()
+    d_trainable = {v.path for v in model.discriminator.trainable_variables}
+    assert d_trainable <= _changed(d_before, _snapshot(model.discriminator))
+    assert int(model.d_optimizer.iterations) == 1
+    assert int(model.g_optimizer.iterations) == 0
+
+
+def _constant_logit_gan(logit: float) -> GAN:
+    """A discriminator whose logit is `logit` for every image until its first update."""
+    discriminator = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(logit)
+            ),
+        ]
+    )
+    keras.utils.set_random_seed(0)
+    model = GAN(mlp_generator(NOISE_DIM), discriminator, noise_dim=NOISE_DIM, seed=0)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def _bce_real(logits):
+    """Binary cross-entropy of label 1 for a logit: -log(sigmoid(l)) = log(1 + e^-l)."""
+    return np.mean(np.log1p(np.exp(-np.asarray(logits, np.float64))))
+
+
+def _bce_fake(logits):
+    """Binary cross-entropy of label 0 for a logit: -log(1 - sigmoid(l)) = log(1 + e^l)."""
+    return np.mean(np.log1p(np.exp(np.asarray(logits, np.float64))))
+
+
+@pytest.mark.parametrize("logit", [0.0, 1.5, -2.0])
+def test_losses_equal_hand_computed_binary_cross_entropy(logit):
+    model = _constant_logit_gan(logit)
+    noise = _noise()
+    fake = np.asarray(model.generator(noise, training=True))
+
+    d_loss, _, _ = model.train_discriminator(_real(), fake)
+    assert float(d_loss) == pytest.approx(0.5 * (_bce_real([logit]) + _bce_fake([logit])), 1e-6)
+    if logit == 0.0:
+        assert float(d_loss) == pytest.approx(np.log(2), 1e-6)
+
+    # The generator's loss is computed with the discriminator as just updated.
+    kernel, bias = (np.asarray(w, np.float64) for w in model.discriminator.weights)
+    updated_logits = fake.reshape(BATCH, -1) @ kernel + bias
+    g_loss = model.train_generator(noise)  # G unchanged so far: it recomputes the same fakes
+    assert float(g_loss) == pytest.approx(_bce_real(updated_logits), 1e-5)
+
+
+def test_step_metrics_are_mean_losses_and_probabilities():
+    logit = 1.5
+    metrics = _constant_logit_gan(logit).train_step(tf.constant(_real()))
+    probability = 1 / (1 + np.exp(-logit))
+    assert float(metrics["d_real"]) == pytest.approx(probability, 1e-6)
+    assert float(metrics["d_fake"]) == pytest.approx(probability, 1e-6)
+    assert float(metrics["d_loss"]) == pytest.approx(
+        0.5 * (_bce_real([logit]) + _bce_fake([logit])), 1e-6
+    )
+
+
+def test_shared_generator_pass_equals_two_separate_updates():
+    """train_step computes G(z) once for both updates; that must change nothing."""
+    shared, separate = _gan(), _gan()
+    real = tf.constant(_real())
+    shared.train_step(real)
+    noise = separate.sample_noise(BATCH)  # the same draw train_step made
+    separate.train_discriminator(real, separate.generator(noise, training=True))
+    separate.train_generator(noise)
+    for a, b in zip(
+        shared.generator.variables + shared.discriminator.variables,
+        separate.generator.variables + separate.discriminator.variables,
+        strict=True,
+    ):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["no-jit", "jit"])
+def test_fit_trains_both_networks(jit, images):
+    model = _gan(jit=jit)
+    assert model.jit_compile is jit
+    g_before, d_before = _snapshot(model.generator), _snapshot(model.discriminator)
+    steps = len(images) // BATCH
+    dataset = data.make_dataset(data.to_float(images), BATCH, seed=0, epochs=2)
+    history = model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, shuffle=False).history
+
+    assert set(history) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(v).all() and len(v) == 2 for v in history.values())
+    assert all(0 <= p <= 1 for p in history["d_real"] + history["d_fake"])
+    assert int(model.d_optimizer.iterations) == int(model.g_optimizer.iterations) == 2 * steps
+    g_trainable = {v.path for v in model.generator.trainable_variables}
+    d_trainable = {v.path for v in model.discriminator.trainable_variables}
+    assert g_trainable <= _changed(g_before, _snapshot(model.generator))
+    assert d_trainable <= _changed(d_before, _snapshot(model.discriminator))
