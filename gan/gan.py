@@ -42,6 +42,10 @@ class GAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
         self.loss_fn = loss_fn
+        # Create Adam's slot variables now: if the compiled step created them on its first
+        # call, tf.function would have to trace that step a second time.
+        d_optimizer.build(self.discriminator.trainable_variables)
+        g_optimizer.build(self.generator.trainable_variables)
 
     @property
     def metrics(self):
@@ -117,8 +121,9 @@ class GAN(keras.Model):
 
 
 def build_gan(config) -> GAN:
-    """The compiled GAN a gan.config.Config describes: its networks, two separate Adam
-    optimizers (the textbook shares one), binary cross-entropy on logits, XLA if config.jit."""
+    """The compiled GAN a resolved gan.config.Config describes (see Config.resolved): its
+    networks, two separate Adam optimizers (the textbook shares one), binary cross-entropy on
+    logits, XLA if config.jit, config.steps_per_call steps per compiled call."""
     model = GAN(
         build_generator(config.arch, config.noise_dim),
         build_discriminator(config.arch),
@@ -129,6 +134,7 @@ def build_gan(config) -> GAN:
         d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
         g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
         loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
-        jit_compile=config.jit,
+        jit_compile=bool(config.jit),
+        steps_per_execution=config.steps_per_call,
     )
     return model

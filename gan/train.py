@@ -4,7 +4,7 @@ The command line is a thin layer over `train(config, run_dir)`: it validates eve
 loads the images before anything is written, and turns bad input into a one-line error with
 exit status 2. A run writes LOGDIR/RUN/:
 
-    config.json                   every option, resolved
+    config.json                   every option, with automatic choices resolved
     events.out.tfevents.*         TensorBoard: d_loss, g_loss, d_real, d_fake, sample grids
     samples/epoch_NNN.png         5x5 grids of G(fixed noise)
     history.csv, losses.png       per-epoch metrics and a plot of the losses
@@ -43,6 +43,7 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
 
     if images is None:
         images = data.load(config.dataset, config.data, config.limit)
+    config = config.resolved(len(images), has_gpu=bool(tf.config.list_physical_devices("GPU")))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
     (run_dir / "config.json").write_text(config.to_json())
@@ -50,9 +51,7 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
     keras.utils.set_random_seed(config.seed)  # weights, dropout; noise and shuffling seed below
     model = build_gan(config)
     steps_per_epoch = len(images) // config.batch_size
-    dataset = data.make_dataset(
-        data.to_float(images), config.batch_size, config.seed, config.epochs
-    )
+    dataset = data.make_dataset(images, config.batch_size, config.seed, config.epochs)
     fixed_noise = np.random.default_rng(config.seed).standard_normal(
         (callbacks.GRID_ROWS * callbacks.GRID_COLS, config.noise_dim), dtype=np.float32
     )

@@ -16,6 +16,32 @@ def test_defaults_are_the_textbook_settings():
     assert config.arch == "mlp" and config.dataset == "mnist"
 
 
+@pytest.mark.parametrize(
+    "image_count, batch_size, steps_per_call, expected",
+    [
+        (10_000, 128, 32, 26),  # 78 steps per epoch = 2 * 3 * 13
+        (60_000, 128, 32, 26),  # 468 = 4 * 9 * 13
+        (60_000, 128, 500, 468),  # a whole epoch per call
+        (10_000, 128, 1, 1),
+        (1_000, 8, 32, 25),  # 125 steps
+        (131 * 16, 16, 32, 1),  # a prime number of steps: one step per call
+    ],
+)
+def test_steps_per_call_resolves_to_a_divisor_of_the_epoch(
+    image_count, batch_size, steps_per_call, expected
+):
+    config = Config(batch_size=batch_size, steps_per_call=steps_per_call)
+    assert config.resolved(image_count, has_gpu=False).steps_per_call == expected
+
+
+@pytest.mark.parametrize(
+    "jit, has_gpu, expected",
+    [(None, False, False), (None, True, True), (True, False, True), (False, True, False)],
+)
+def test_jit_defaults_to_xla_on_gpus_only(jit, has_gpu, expected):
+    assert Config(jit=jit).resolved(10_000, has_gpu=has_gpu).jit is expected
+
+
 def test_json_round_trip():
     config = Config(epochs=3, data="x/y", limit=50, jit=False, run="a")
     assert Config.from_json(config.to_json()) == config

@@ -100,16 +100,17 @@ def _epochs(images, batch_size, seed, epochs, first_epoch=0):
 
 
 def test_dataset_shuffles_each_epoch_drops_the_remainder_and_is_reproducible():
-    # Image i is filled with the value i, so a batch shows which images it holds.
-    images = np.broadcast_to(
-        np.arange(100, dtype=np.float32)[:, None, None, None], (100, 28, 28, 1)
-    )
+    # Image i is filled with the pixel value i, so a batch shows which images it holds.
+    images = np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None], (100, 28, 28))
     epochs = _epochs(images, batch_size=32, seed=7, epochs=3)
     assert len(epochs) == 3 and all(len(e) == 3 for e in epochs)  # 100 // 32, remainder dropped
     orders = []
     for batches in epochs:
         assert all(b.shape == (32, 28, 28, 1) and b.dtype == np.float32 for b in batches)
-        order = np.concatenate([b[:, 0, 0, 0] for b in batches]).astype(int)
+        np.testing.assert_array_equal(  # scaled to [-1, 1] exactly as to_float does
+            np.concatenate(batches), data.to_float(data.to_uint8(np.concatenate(batches)))
+        )
+        order = data.to_uint8(np.concatenate(batches))[:, 0, 0]
         assert len(set(order)) == 96  # no image twice within an epoch
         orders.append(order)
     assert not np.array_equal(orders[0], orders[1])  # reshuffled every epoch

@@ -17,9 +17,11 @@ NOISE_DIM = 8
 BATCH = 16
 
 
-def _gan(jit=False) -> GAN:
+def _gan(jit=False, steps_per_call=1, image_count=BATCH) -> GAN:
+    """A freshly initialised default GAN (seed 0) with a small noise vector."""
     keras.utils.set_random_seed(0)
-    return build_gan(Config(noise_dim=NOISE_DIM, jit=jit))
+    config = Config(noise_dim=NOISE_DIM, batch_size=BATCH, jit=jit, steps_per_call=steps_per_call)
+    return build_gan(config.resolved(image_count, has_gpu=False))
 
 
 def _real(count=BATCH):
@@ -154,20 +156,51 @@ def test_shared_generator_pass_equals_two_separate_updates():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
 
 
+def _fit(model, images, epochs=2):
+    steps = len(images) // BATCH
+    dataset = data.make_dataset(images, BATCH, seed=0, epochs=epochs)
+    return model.fit(
+        dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False
+    ).history
+
+
 @pytest.mark.parametrize("jit", [False, True], ids=["no-jit", "jit"])
 def test_fit_trains_both_networks(jit, images):
     model = _gan(jit=jit)
     assert model.jit_compile is jit
     g_before, d_before = _snapshot(model.generator), _snapshot(model.discriminator)
-    steps = len(images) // BATCH
-    dataset = data.make_dataset(data.to_float(images), BATCH, seed=0, epochs=2)
-    history = model.fit(dataset, epochs=2, steps_per_epoch=steps, verbose=0, shuffle=False).history
+    history = _fit(model, images)
 
     assert set(history) == {"d_loss", "g_loss", "d_real", "d_fake"}
     assert all(np.isfinite(v).all() and len(v) == 2 for v in history.values())
     assert all(0 <= p <= 1 for p in history["d_real"] + history["d_fake"])
-    assert int(model.d_optimizer.iterations) == int(model.g_optimizer.iterations) == 2 * steps
+    steps = 2 * (len(images) // BATCH)
+    assert int(model.d_optimizer.iterations) == int(model.g_optimizer.iterations) == steps
     g_trainable = {v.path for v in model.generator.trainable_variables}
     d_trainable = {v.path for v in model.discriminator.trainable_variables}
     assert g_trainable <= _changed(g_before, _snapshot(model.generator))
     assert d_trainable <= _changed(d_before, _snapshot(model.discriminator))
+
+
+def test_several_steps_per_call_train_exactly_like_one_step_per_call(images):
+    one, several = _gan(steps_per_call=1), _gan(steps_per_call=6, image_count=len(images))
+    assert several.steps_per_execution == 6  # 300 images // 16 = 18 steps per epoch
+    history_one, history_several = _fit(one, images), _fit(several, images)
+    for a, b in zip(one.variables, several.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert history_one == history_several
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 6])
+def test_the_step_is_traced_once_for_the_whole_run(images, steps_per_call):
+    model = _gan(steps_per_call=steps_per_call, image_count=len(images))
+    traces = []
+    train_step = model.train_step
+
+    def counting_train_step(batch):
+        traces.append(batch.shape)  # Python runs only while TensorFlow traces the graph
+        return train_step(batch)
+
+    model.train_step = counting_train_step
+    _fit(model, images, epochs=3)
+    assert traces == [(BATCH, 28, 28, 1)]

@@ -67,7 +67,9 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["epochs"] == 3 and config["limit"] == 200 and config["noise_dim"] == 16
-    assert config["run"] == "e2e" and config["lr"] == 2e-4 and config["jit"] is True
+    assert config["run"] == "e2e" and config["lr"] == 2e-4
+    assert config["jit"] is False  # resolved: no GPU here
+    assert config["steps_per_call"] == 6  # 200 // 32 = 6 steps per epoch; at most 32 per call
 
     events = _events(run_dir)
     for name in METRICS:
