@@ -36,6 +36,21 @@ def _run_name(value):
     return None if ok else "must be a plain name of letters, digits, '.', '_' and '-'"
 
 
+def parse_step_range(text: str) -> tuple[int, int] | None:
+    """'A,B' -> (A, B) for whole numbers 1 <= A <= B; None if `text` is no such range."""
+    match = re.fullmatch(r"(\d+),(\d+)", text.replace(" ", ""))
+    if not match:
+        return None
+    first, last = int(match[1]), int(match[2])
+    return (first, last) if 1 <= first <= last else None
+
+
+def _step_range(value):
+    if parse_step_range(value) is None:
+        return "must be FIRST,LAST: two step numbers with 1 <= FIRST <= LAST"
+    return None
+
+
 def _option(default, help, check=None, choices=None):
     return dataclasses.field(
         default=default, metadata={"help": help, "check": check, "choices": choices}
@@ -78,6 +93,12 @@ class Config:
     jit: bool = _option(True, "compile the training step with XLA")
     sample_every: int = _option(
         10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive
+    )
+    profile_steps: str | None = _option(
+        None,
+        "record a TensorFlow profiler trace of training steps FIRST,LAST (counted from 1 over "
+        "the whole run, e.g. 5,10) for TensorBoard's profile tab",
+        _step_range,
     )
 
     def __post_init__(self):

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from gan.config import Config, ConfigError
+from gan.config import Config, ConfigError, parse_step_range
 
 
 def test_defaults_are_the_textbook_settings():
@@ -42,6 +42,10 @@ def test_unknown_keys_in_json_are_rejected():
         ({"jit": "yes"}, "--jit must be true or false"),
         ({"run": "../escape"}, "--run must be a plain name"),
         ({"sample_every": 0}, "--sample-every"),
+        ({"profile_steps": "5"}, "--profile-steps must be FIRST,LAST"),
+        ({"profile_steps": "0,3"}, "--profile-steps"),
+        ({"profile_steps": "4,2"}, "--profile-steps"),
+        ({"profile_steps": "a,b"}, "--profile-steps"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_flag(changes, message):
@@ -55,3 +59,9 @@ def test_command_line_keeps_only_given_flags():
     args = parser.parse_args(["--epochs", "7", "--no-jit", "--batch-size", "64"])
     assert Config.given_options(args) == {"epochs": 7, "jit": False, "batch_size": 64}
     assert Config(**Config.given_options(args)) == Config(epochs=7, jit=False, batch_size=64)
+
+
+def test_step_ranges_parse_with_first_at_most_last():
+    assert parse_step_range("5,10") == (5, 10) and parse_step_range(" 3 , 3 ") == (3, 3)
+    for text in ("5", "0,3", "4,2", "1,2,3", "-1,2", "a,b", ""):
+        assert parse_step_range(text) is None, text
