@@ -100,13 +100,15 @@ class HParams(hparams_api.KerasCallback):
     run (d_loss, g_loss, d_real, d_fake and any scalar added later).
 
     options: name -> bool, int, float or str; None values (options left unset) are left out.
+    trial_id: the name the dashboard shows for the run (its "Trial ID"), e.g. the run's name.
     No experiment summary (`hparams_config`) is written on purpose: TensorBoard would take the
     option list from one arbitrary run's summary, hiding options that other runs have. Without
     it, TensorBoard collects the options of all runs and takes every scalar as a metric.
     """
 
-    def __init__(self, writer, options: dict):
-        super().__init__(writer, {name: v for name, v in options.items() if v is not None})
+    def __init__(self, writer, options: dict, trial_id: str):
+        options = {name: value for name, value in options.items() if value is not None}
+        super().__init__(writer, options, trial_id)
         self.writer = writer
 
     def on_train_begin(self, logs=None):

@@ -69,7 +69,7 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
             verbose=0,  # ConsoleProgress prints instead
             callbacks=[
                 callbacks.ConsoleProgress(config.epochs, steps_per_epoch),
-                callbacks.HParams(writer, dataclasses.asdict(config)),
+                callbacks.HParams(writer, dataclasses.asdict(config), run_dir.name),
                 callbacks.ScalarSummaries(writer),
                 callbacks.SampleGrids(
                     fixed_noise, run_dir / "samples", writer, config.sample_every, config.epochs

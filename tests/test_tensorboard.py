@@ -1,6 +1,7 @@
 """What we log is what TensorBoard serves: two tiny runs, a real `tensorboard` process on
-127.0.0.1, and its HTTP data API (the requests its web pages make); and the profiler trace
-that --profile-steps records for TensorBoard's profile tab.
+127.0.0.1, and its HTTP data API (the requests its web pages make); the profiler trace that
+--profile-steps records for TensorBoard's profile tab; and the screenshot script's skip where
+no browser is installed (as on CI).
 
 The endpoints are TensorBoard 2.x's: /data/plugins_listing (backend/application.py),
 /data/plugin/scalars/{tags,scalars}, /data/plugin/images/{tags,images,individualImage} and
@@ -12,12 +13,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_images
+from conftest import PROJECT_ROOT, make_images
 from PIL import Image
 
 from gan.callbacks import GRID_COLS, GRID_ROWS, GRID_SCALE
@@ -118,11 +122,11 @@ def test_hparams_dashboard_lists_every_run_with_its_options_and_final_metrics(ur
         "/data/plugin/hparams/session_groups",
         {"experimentName": "", "startIndex": 0, "sliceSize": 10, "allowedStatuses": STATUSES},
     )["sessionGroups"]
-    sessions = {group["sessions"][0]["name"]: group for group in groups}
-    assert sessions.keys() == RUNS.keys()
+    groups = {group["name"]: group for group in groups}  # one group (trial) per run
+    assert groups.keys() == RUNS.keys()
     for run, config in RUNS.items():
-        group = sessions[run]
-        assert group["sessions"][0]["status"] == "STATUS_SUCCESS"
+        group = groups[run]
+        assert [(s["name"], s["status"]) for s in group["sessions"]] == [(run, "STATUS_SUCCESS")]
         assert group["hparams"] == options[run]  # numbers come back as floats: 16.0 == 16
         final = _history(logdir, run)[-1]
         metrics = {m["name"]["tag"]: (m["trainingStep"], m["value"]) for m in group["metricValues"]}
@@ -152,3 +156,17 @@ def _marked_steps(trace: Path) -> list[int]:
                 stats = {stat_names[stat.metadata_id]: stat.int64_value for stat in event.stats}
                 steps.append(stats["step_num"])
     return steps
+
+
+def test_screenshot_script_skips_with_a_clear_message_where_no_browser_is_installed(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.tensorboard_screenshot", "--out", tmp_path / "shots"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PATH": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)},  # no browser
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "skipped: no Chromium browser found" in result.stderr
+    assert not (tmp_path / "shots").exists()
