@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gan.tensorboard_server import get_json, serve, wait_for
+from gan.tensorboard_server import TensorBoardError, get_json, serve, wait_for
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # Headless Chromium as root, offline: no sandbox (it refuses root otherwise), no GPU, none of
@@ -93,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no TensorBoard event files under {args.logdir}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        _screenshot(args, runs)
+    except TensorBoardError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _screenshot(args: argparse.Namespace, runs: list[str]) -> None:
+    """Saves the three screenshots of the runs (TensorBoard run names) under args.logdir."""
     with serve(args.logdir) as url, _chromium(_find(BROWSERS)) as browser:
         tags = wait_for(
             lambda: _tags_of_every_run(get_json(url, "/data/plugin/scalars/tags"), runs),
@@ -124,7 +134,6 @@ def main(argv: list[str] | None = None) -> int:
             path = args.out / f"tensorboard_{name}.png"
             browser.save_screenshot(str(path))
             print(f"wrote {path} ({args.width}x{height})")
-    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
