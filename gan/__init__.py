@@ -1,7 +1,8 @@
 """An MLP GAN on MNIST for Keras 3: a subclassed `keras.Model` with a compiled `train_step`.
 
 Modules: `config` (options), `data` (images), `models` (networks), `gan` (the training step),
-`callbacks` (everything that watches training), `train` (the CLI).
+`callbacks` (everything that watches training), `train` (the CLI), `tensorboard_server` (a real
+TensorBoard server for tests and scripts).
 """
 
 import os

@@ -14,7 +14,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
 
+from gan.config import parse_step_range
 from gan.data import to_uint8
 from gan.images import make_grid, save_png
 
@@ -89,6 +91,64 @@ class SampleGrids(keras.callbacks.Callback):
             with self.writer.as_default():
                 tf.summary.image("samples", grid[None, :, :, None], step=number)
             self.writer.flush()
+
+
+class HParams(hparams_api.KerasCallback):
+    """Logs the run's options to TensorBoard's HParams plugin (a session start when training
+    begins, a session end with status "success" when it ends), so the HParams dashboard lists
+    every run with its options beside its final metrics: the last value of each scalar in the
+    run (d_loss, g_loss, d_real, d_fake and any scalar added later).
+
+    options: name -> bool, int, float or str; None values (options left unset) are left out.
+    trial_id: the name the dashboard shows for the run (its "Trial ID"), e.g. the run's name.
+    No experiment summary (`hparams_config`) is written on purpose: TensorBoard would take the
+    option list from one arbitrary run's summary, hiding options that other runs have. Without
+    it, TensorBoard collects the options of all runs and takes every scalar as a metric.
+    """
+
+    def __init__(self, writer, options: dict, trial_id: str):
+        options = {name: value for name, value in options.items() if value is not None}
+        super().__init__(writer, options, trial_id)
+        self.writer = writer
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.writer.flush()  # a TensorBoard watching the run lists it at once
+
+
+class Profile(keras.callbacks.Callback):
+    """Records a TensorFlow profiler trace of training steps FIRST to LAST (counted from 1
+    over the whole run) into `run_dir`/plugins/profile/, for TensorBoard's profile tab (which
+    needs `pip install tensorboard-plugin-profile`); nothing if `steps` is None. Each step is
+    marked as one, so the profile's overview shows the time per step.
+
+    steps: "FIRST,LAST" as validated by Config.profile_steps, or None.
+    """
+
+    def __init__(self, run_dir: Path, steps: str | None):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        # (0, 0) never matches a step: steps are counted from 1.
+        self.first, self.last = parse_step_range(steps) if steps else (0, 0)
+        self.step_trace = None
+
+    def on_train_begin(self, logs=None):
+        self.step = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.step += 1
+        if self.step == self.first:
+            tf.profiler.experimental.start(str(self.run_dir))
+        if self.first <= self.step <= self.last:
+            self.step_trace = tf.profiler.experimental.Trace("train", step_num=self.step, _r=1)
+            self.step_trace.__enter__()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.step_trace is not None:
+            self.step_trace.__exit__(None, None, None)
+            self.step_trace = None
+        if self.step == self.last:
+            tf.profiler.experimental.stop()
 
 
 class SaveNetworks(keras.callbacks.Callback):

@@ -36,6 +36,21 @@ def _run_name(value):
     return None if ok else "must be a plain name of letters, digits, '.', '_' and '-'"
 
 
+def parse_step_range(text: str) -> tuple[int, int] | None:
+    """'A,B' -> (A, B) for whole numbers 1 <= A <= B; None if `text` is no such range."""
+    match = re.fullmatch(r"(\d+),(\d+)", text.replace(" ", ""))
+    if not match:
+        return None
+    first, last = int(match[1]), int(match[2])
+    return (first, last) if 1 <= first <= last else None
+
+
+def _step_range(value):
+    if parse_step_range(value) is None:
+        return "must be FIRST,LAST: two step numbers with 1 <= FIRST <= LAST"
+    return None
+
+
 def _option(default, help, check=None, choices=None):
     return dataclasses.field(
         default=default, metadata={"help": help, "check": check, "choices": choices}
@@ -89,6 +104,12 @@ class Config:
     sample_every: int = _option(
         10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive
     )
+    profile_steps: str | None = _option(
+        None,
+        "record a TensorFlow profiler trace of training steps FIRST,LAST (counted from 1 over "
+        "the whole run, e.g. 5,10) for TensorBoard's profile tab",
+        _step_range,
+    )
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -111,13 +132,11 @@ class Config:
 
     def resolved(self, image_count: int, has_gpu: bool) -> Config:
         """This config with its automatic choices made, for training on `image_count` images:
-        jit (XLA on GPUs only) and steps_per_call (a divisor of the steps per epoch)."""
+        jit (XLA on GPUs only) and steps_per_call (a divisor of the steps per epoch; 1 while
+        profiling, so that the profiler sees every step on its own)."""
         steps_per_epoch = image_count // self.batch_size
-        steps_per_call = max(
-            d
-            for d in range(1, min(self.steps_per_call, steps_per_epoch) + 1)
-            if steps_per_epoch % d == 0
-        )
+        most = 1 if self.profile_steps else min(self.steps_per_call, steps_per_epoch)
+        steps_per_call = max(d for d in range(1, most + 1) if steps_per_epoch % d == 0)
         jit = has_gpu if self.jit is None else self.jit
         return self.replace(jit=jit, steps_per_call=steps_per_call)
 

@@ -5,7 +5,9 @@ loads the images before anything is written, and turns bad input into a one-line
 exit status 2. A run writes LOGDIR/RUN/:
 
     config.json                   every option, with automatic choices resolved
-    events.out.tfevents.*         TensorBoard: d_loss, g_loss, d_real, d_fake, sample grids
+    events.out.tfevents.*         TensorBoard: d_loss, g_loss, d_real, d_fake, sample grids,
+                                  the options (HParams)
+    plugins/profile/              with --profile-steps: a profiler trace (TensorBoard's profile tab)
     samples/epoch_NNN.png         5x5 grids of G(fixed noise)
     history.csv, losses.png       per-epoch metrics and a plot of the losses
     generator.keras, discriminator.keras   the trained networks
@@ -14,6 +16,7 @@ exit status 2. A run writes LOGDIR/RUN/:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gan import data
-from gan.config import Config, ConfigError
+from gan.config import Config, ConfigError, parse_step_range
 
 PROG = "python -m gan.train"
 
@@ -65,12 +68,14 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
             verbose=0,  # ConsoleProgress prints instead
             callbacks=[
                 callbacks.ConsoleProgress(config.epochs, steps_per_epoch),
+                callbacks.HParams(writer, dataclasses.asdict(config), run_dir.name),
                 callbacks.ScalarSummaries(writer),
                 callbacks.SampleGrids(
                     fixed_noise, run_dir / "samples", writer, config.sample_every, config.epochs
                 ),
                 callbacks.History(run_dir / "history.csv", run_dir / "losses.png"),
                 callbacks.SaveNetworks(run_dir),
+                callbacks.Profile(run_dir, config.profile_steps),
             ],
         )
     finally:
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"only {len(images)} images, fewer than one batch of {config.batch_size}; "
                 f"lower --batch-size or raise --limit"
             )
+        _check_profile_steps(config, len(images))
     except (ConfigError, data.DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -120,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     Config.add_arguments(parser)
     return parser
+
+
+def _check_profile_steps(config: Config, image_count: int) -> None:
+    """Refuses a --profile-steps range that ends after the run's last training step."""
+    if config.profile_steps:
+        total = config.epochs * (image_count // config.batch_size)
+        last = parse_step_range(config.profile_steps)[1]
+        if last > total:
+            raise ConfigError(
+                f"--profile-steps ends at step {last}, but the run has only {total} steps"
+            )
 
 
 def _check_run_dir(run_dir: Path) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from gan.config import Config, ConfigError
+from gan.config import Config, ConfigError, parse_step_range
 
 
 def test_defaults_are_the_textbook_settings():
@@ -32,6 +32,11 @@ def test_steps_per_call_resolves_to_a_divisor_of_the_epoch(
 ):
     config = Config(batch_size=batch_size, steps_per_call=steps_per_call)
     assert config.resolved(image_count, has_gpu=False).steps_per_call == expected
+
+
+def test_profiling_runs_one_step_per_call_so_each_step_is_traced_alone():
+    config = Config(steps_per_call=32, profile_steps="3,5")
+    assert config.resolved(10_000, has_gpu=False).steps_per_call == 1
 
 
 @pytest.mark.parametrize(
@@ -68,6 +73,10 @@ def test_unknown_keys_in_json_are_rejected():
         ({"jit": "yes"}, "--jit must be true or false"),
         ({"run": "../escape"}, "--run must be a plain name"),
         ({"sample_every": 0}, "--sample-every"),
+        ({"profile_steps": "5"}, "--profile-steps must be FIRST,LAST"),
+        ({"profile_steps": "0,3"}, "--profile-steps"),
+        ({"profile_steps": "4,2"}, "--profile-steps"),
+        ({"profile_steps": "a,b"}, "--profile-steps"),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_flag(changes, message):
@@ -81,3 +90,9 @@ def test_command_line_keeps_only_given_flags():
     args = parser.parse_args(["--epochs", "7", "--no-jit", "--batch-size", "64"])
     assert Config.given_options(args) == {"epochs": 7, "jit": False, "batch_size": 64}
     assert Config(**Config.given_options(args)) == Config(epochs=7, jit=False, batch_size=64)
+
+
+def test_step_ranges_parse_with_first_at_most_last():
+    assert parse_step_range("5,10") == (5, 10) and parse_step_range(" 3 , 3 ") == (3, 3)
+    for text in ("5", "0,3", "4,2", "1,2,3", "-1,2", "a,b", ""):
+        assert parse_step_range(text) is None, text

@@ -111,6 +111,11 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
         (["--data", "no/such/dir"], "no such file or directory"),
         (["--limit", "10"], "fewer than one batch of 128"),
         (["--colour", "red"], "unrecognized arguments: --colour red"),
+        (["--profile-steps", "5"], "--profile-steps must be FIRST,LAST"),
+        (
+            ["--epochs", "3", "--profile-steps", "5,7"],
+            "ends at step 7, but the run has only 6 steps",
+        ),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_status_2(tmp_path, data_dir, args, message):
@@ -150,5 +155,6 @@ def test_help_explains_every_flag():
         "--no-jit",
         "--sample-every",
         "--arch",
+        "--profile-steps",
     ]:
         assert flag in result.stdout
