@@ -55,3 +55,13 @@ def test_command_line_keeps_only_given_flags():
     args = parser.parse_args(["--epochs", "7", "--no-jit", "--batch-size", "64"])
     assert Config.given_options(args) == {"epochs": 7, "jit": False, "batch_size": 64}
     assert Config(**Config.given_options(args)) == Config(epochs=7, jit=False, batch_size=64)
+
+
+def test_a_resumed_run_may_change_only_its_length_output_cadence_and_location():
+    saved = Config(epochs=4, lr=1e-3, logdir="logs", run="a")
+    changes = {"epochs": 9, "sample_every": 2, "checkpoint_every": 3, "logdir": "moved", "run": "b"}
+    assert saved.resumed_with({**changes, "lr": 1e-3}) == saved.replace(**changes)  # lr: same
+    with pytest.raises(
+        ConfigError, match=r"--lr 0.1 \(saved: 0.001\), --jit False \(saved: True\)"
+    ):
+        saved.resumed_with({"epochs": 9, "lr": 0.1, "jit": False})
