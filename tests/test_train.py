@@ -161,11 +161,6 @@ def test_bad_image_files_are_one_line_errors(tmp_path, case):
     assert not (tmp_path / "logs").exists()
 
 
-def _under_a_file(tmp_path):
-    (tmp_path / "file").write_text("not a directory")
-    return tmp_path / "file" / "logs"
-
-
 def _a_file(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     return tmp_path / "file"
@@ -175,7 +170,7 @@ def _a_file(tmp_path):
 # create these. /proc takes no new directories, yet access(2) tells root it may write there:
 # the CLI then learns it from mkdir itself (after TensorFlow has loaded), still before any write.
 UNWRITABLE_LOGDIRS = {
-    "parent-is-a-file": _under_a_file,
+    "parent-is-a-file": lambda tmp_path: _a_file(tmp_path) / "logs",
     "is-a-file": _a_file,
     "in-proc": lambda tmp_path: Path("/proc/gan-test-logs"),
 }
