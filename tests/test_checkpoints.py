@@ -172,7 +172,8 @@ def test_poisoned_batch_stops_training_and_keeps_the_last_good_checkpoint(
     # NaN pixels make NaN gradients, hence NaN weights. The losses may stay finite: in a compiled
     # step on CPU the fused MatMul+BiasAdd+Relu kernel maps NaN to 0, so D's output never sees
     # it. Then the weight check at the epoch's end catches it, before the epoch is written.
-    caught = r"(d_loss is nan.* at epoch 3, step 5 of 9|generator/.* non-finite during epoch 3)"
+    # (With several steps per compiled call, a NaN loss is seen at the end of its call.)
+    caught = r"(d_loss is nan.* at epoch 3, step [5-9] of 9|generator/.* non-finite during epoch 3)"
     with pytest.raises(NonFiniteLoss, match=f"{caught}: .*ckpt-2"):
         train(config, run_dir, images)
     assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-2")
