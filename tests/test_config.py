@@ -58,7 +58,7 @@ def test_command_line_keeps_only_given_flags():
 
 
 def test_a_resumed_run_may_change_only_its_length_output_cadence_and_location():
-    saved = Config(epochs=4, lr=1e-3, logdir="logs", run="a")
+    saved = Config(epochs=4, lr=1e-3, jit=True, logdir="logs", run="a")
     changes = {"epochs": 9, "sample_every": 2, "checkpoint_every": 3, "logdir": "moved", "run": "b"}
     assert saved.resumed_with({**changes, "lr": 1e-3}) == saved.replace(**changes)  # lr: same
     with pytest.raises(
