@@ -1,12 +1,14 @@
 """Everything that watches training: console, TensorBoard, sample grids, saved files.
 
-Each callback reads the GAN (`self.model`) and the epoch's logs; none changes training.
+Each callback reads the GAN (`self.model`) and the epoch's logs; none changes training, though
+the last three may stop it (NaN guard, checkpoints, test signal hook; see gan.safety).
 Epochs are numbered from 1 here, as in the textbook's output and the PNG names.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 from gan.config import parse_step_range
 from gan.data import to_uint8
 from gan.images import make_grid, save_png
+from gan.safety import NonFiniteLoss
 
 GRID_ROWS = GRID_COLS = 5
 GRID_SCALE = 3  # 5x5 grid of 28 px digits -> 456 px square: big enough to judge by eye
@@ -122,21 +125,23 @@ class Profile(keras.callbacks.Callback):
     needs `pip install tensorboard-plugin-profile`); nothing if `steps` is None. Each step is
     marked as one, so the profile's overview shows the time per step.
 
-    steps: "FIRST,LAST" as validated by Config.profile_steps, or None.
+    steps: "FIRST,LAST" as validated by Config.profile_steps, or None. Needs one step per
+    compiled call (Config.resolved sees to that), so that each batch callback is one step.
     """
 
-    def __init__(self, run_dir: Path, steps: str | None):
+    def __init__(self, run_dir: Path, steps: str | None, steps_per_epoch: int):
         super().__init__()
         self.run_dir = Path(run_dir)
+        self.steps_per_epoch = steps_per_epoch
         # (0, 0) never matches a step: steps are counted from 1.
         self.first, self.last = parse_step_range(steps) if steps else (0, 0)
         self.step_trace = None
 
-    def on_train_begin(self, logs=None):
-        self.step = 0
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch  # counted from 0, also when a resumed run starts later
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.step += 1
+        self.step = self.epoch * self.steps_per_epoch + batch + 1
         if self.step == self.first:
             tf.profiler.experimental.start(str(self.run_dir))
         if self.first <= self.step <= self.last:
@@ -204,4 +209,102 @@ class History(keras.callbacks.Callback):
         plt.close(figure)
 
 
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Raises NonFiniteLoss as soon as a loss is NaN or infinite (checked after every step, or
+    every call with several steps per call) and, at an epoch's end, if any variable of the
+    checkpoint is: weights can turn NaN while the losses stay finite (in a compiled step on CPU,
+    the fused MatMul+BiasAdd+Relu kernel maps NaN to 0). Put it first: the epoch's summaries,
+    history row and checkpoint are then never written, so the last good checkpoint stays the
+    latest.
+
+    checkpoints: the run's gan.checkpoints.Checkpoints (its variables and latest checkpoint).
+    """
+
+    async_safe = True  # reads logs only: Keras may run it beside the next step
+
+    def __init__(self, checkpoints, steps_per_epoch: int):
+        super().__init__()
+        self.checkpoints = checkpoints
+        self.steps_per_epoch = steps_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The logs are running means over the epoch: the first non-finite one is this step's.
+        bad = [f"{name} is {float(logs[name])}" for name in _LOSSES if not _finite(logs, name)]
+        if bad:
+            where = f"epoch {self.epoch + 1}, step {batch + 1} of {self.steps_per_epoch}"
+            self._stop(f"{' and '.join(bad)} at {where}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        variables = self.checkpoints.nonfinite_variables()
+        if variables:
+            self._stop(f"{', '.join(variables[:3])} became non-finite during epoch {epoch + 1}")
+
+    def _stop(self, what):
+        raise NonFiniteLoss(
+            f"{what}: training diverged and was stopped; the last "
+            f"good checkpoint is still the latest ({self.checkpoints.latest}); start a new run "
+            f"with a lower --lr or another --seed"
+        )
+
+
+class SendSignal(keras.callbacks.Callback):
+    """Test hook (gan.safety.SignalHook): sends a signal to this process once, after a given
+    global step or at a given epoch's end. Put it after the callbacks that write per-epoch
+    outputs and before SaveCheckpoints."""
+
+    def __init__(self, hook, steps_per_epoch: int):
+        super().__init__()
+        self.hook = hook
+        self.steps_per_epoch = steps_per_epoch
+        self.sent = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.hook.step is not None:
+            self._send_if(self.epoch * self.steps_per_epoch + batch + 1 >= self.hook.step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._send_if(self.hook.epoch == epoch + 1)
+
+    def _send_if(self, due):
+        if due and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.hook.signum)
+
+
+class SaveCheckpoints(keras.callbacks.Callback):
+    """Saves a checkpoint after every `every`-th epoch, after the last one, and after the epoch
+    during which a stop was requested (gan.safety.StopRequest), then stops training.
+
+    The checkpoint is an epoch's commit point: put this callback after every callback that
+    writes per-epoch outputs, so that a resumed run can drop whatever was written after the
+    latest checkpoint (gan.checkpoints.roll_back) and write it again exactly once.
+    """
+
+    def __init__(self, checkpoints, every: int, epochs: int, stop_request):
+        super().__init__()
+        self.checkpoints = checkpoints
+        self.every = every
+        self.epochs = epochs
+        self.stop_request = stop_request
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        stopping = self.stop_request.signum is not None
+        if stopping or done % self.every == 0 or done == self.epochs:
+            self.checkpoints.save(done)
+        if stopping:
+            self.model.stop_training = True
+
+
+def _finite(logs, name):
+    return name not in (logs or {}) or np.isfinite(float(logs[name]))
+
+
+_LOSSES = ("d_loss", "g_loss")
 _METRICS = ("d_loss", "g_loss", "d_real", "d_fake")

@@ -19,6 +19,19 @@ DATASETS = ("mnist", "fashion_mnist")
 ARCHITECTURES = ("mlp",)  # keys of gan.models.ARCHITECTURES (kept here: no TensorFlow import)
 
 
+# Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
+# it lives. Every other option changes what the training steps compute, so it keeps its saved value.
+CHANGEABLE_ON_RESUME = (
+    "epochs",
+    "checkpoint_every",
+    "sample_every",
+    "steps_per_call",  # speed only: a run trains the same with any (tests/test_gan.py)
+    "profile_steps",
+    "logdir",
+    "run",
+)
+
+
 class ConfigError(ValueError):
     """An option has a bad value; the message names the flag and says what is expected."""
 
@@ -110,6 +123,18 @@ class Config:
         "the whole run, e.g. 5,10) for TensorBoard's profile tab",
         _step_range,
     )
+    checkpoint_every: int = _option(
+        1,
+        "save a checkpoint every N epochs (and after the last epoch, and on Ctrl-C) "
+        "under LOGDIR/RUN/checkpoints/",
+        _positive,
+    )
+    deterministic: bool = _option(
+        False,
+        "make every TensorFlow op deterministic (tf.config.experimental.enable_op_determinism): "
+        "the same seed then gives bitwise the same networks, also across a crash and --resume; "
+        "turns XLA off (Keras does not combine the two) and may be slower",
+    )
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -143,6 +168,24 @@ class Config:
     def replace(self, **changes) -> Config:
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    def resumed_with(self, given: dict) -> Config:
+        """This config (a run's saved one) updated with the options `given` on the command line
+        of a --resume. Raises ConfigError if a given option differs from its saved value and
+        is not one of CHANGEABLE_ON_RESUME."""
+        conflicts = [
+            f"{flag(name)} {value} (saved: {getattr(self, name)})"
+            for name, value in given.items()
+            if name not in CHANGEABLE_ON_RESUME and value != getattr(self, name)
+        ]
+        if conflicts:
+            changeable = ", ".join(map(flag, CHANGEABLE_ON_RESUME))
+            raise ConfigError(
+                f"--resume: {', '.join(conflicts)} conflicting with the run's saved config; a "
+                f"resumed run keeps its options except {changeable}: drop the conflicting "
+                f"flags or start a new run"
+            )
+        return self.replace(**{k: v for k, v in given.items() if k in CHANGEABLE_ON_RESUME})
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2) + "\n"

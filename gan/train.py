@@ -10,86 +10,155 @@ exit status 2. A run writes LOGDIR/RUN/:
     plugins/profile/              with --profile-steps: a profiler trace (TensorBoard's profile tab)
     samples/epoch_NNN.png         5x5 grids of G(fixed noise)
     history.csv, losses.png       per-epoch metrics and a plot of the losses
+    checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
+
+`--resume` continues a run from its latest checkpoint (see the README, "Checkpoints and
+resuming"). Exit status: 0 done, 1 training diverged (NaN/Inf), 2 bad input, 128 + signal
+number after Ctrl-C (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gan import data
+from gan import checkpoints, data, safety
 from gan.config import Config, ConfigError, parse_step_range
 
 PROG = "python -m gan.train"
 
 
-def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
-    """Trains the GAN `config` describes and writes the run to `run_dir` (which must not exist).
+def train(config: Config, run_dir: Path, images: np.ndarray | None = None, resume: bool = False):
+    """Trains the GAN `config` describes, writing the run to `run_dir`; returns the trained GAN.
 
+    resume=False: a new run; `run_dir` must not exist. resume=True: continues the run in
+    `run_dir` from its latest checkpoint; `config` is the run's saved config (see
+    Config.resumed_with), its `epochs` may be larger than before.
     images: uint8 (N, 28, 28), already loaded and checked by the caller; loaded from
-    config.dataset / config.data / config.limit if None. Returns the trained GAN.
+    config.dataset / config.data / config.limit if None.
+
+    Raises ConfigError (CheckpointError) before writing anything if the run directory cannot be
+    created or the checkpoint cannot be resumed; safety.NonFiniteLoss if training diverges;
+    safety.Interrupted after SIGINT or SIGTERM, once the current epoch is checkpointed.
     """
-    # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
-    # instantly instead of after the seconds TensorFlow takes to load.
-    import keras
-    import tensorflow as tf
+    return Training(config, run_dir, images, resume).run()
 
-    from gan import callbacks
-    from gan.gan import build_gan
 
-    if images is None:
-        images = data.load(config.dataset, config.data, config.limit)
-    config = config.resolved(len(images), has_gpu=bool(tf.config.list_physical_devices("GPU")))
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
-    (run_dir / "config.json").write_text(config.to_json())
+class Training:
+    """`train` in two parts: construction checks everything and prepares the run directory
+    (raising ConfigError before writing anything if the run cannot go ahead), `run()` trains."""
 
-    keras.utils.set_random_seed(config.seed)  # weights, dropout; noise and shuffling seed below
-    model = build_gan(config)
-    steps_per_epoch = len(images) // config.batch_size
-    dataset = data.make_dataset(images, config.batch_size, config.seed, config.epochs)
-    fixed_noise = np.random.default_rng(config.seed).standard_normal(
-        (callbacks.GRID_ROWS * callbacks.GRID_COLS, config.noise_dim), dtype=np.float32
-    )
-    writer = tf.summary.create_file_writer(str(run_dir))
-    try:
-        model.fit(
-            dataset,
-            epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch,
-            shuffle=False,  # make_dataset shuffles, reproducibly per epoch
-            verbose=0,  # ConsoleProgress prints instead
-            callbacks=[
-                callbacks.ConsoleProgress(config.epochs, steps_per_epoch),
-                callbacks.HParams(writer, dataclasses.asdict(config), run_dir.name),
-                callbacks.ScalarSummaries(writer),
-                callbacks.SampleGrids(
-                    fixed_noise, run_dir / "samples", writer, config.sample_every, config.epochs
-                ),
-                callbacks.History(run_dir / "history.csv", run_dir / "losses.png"),
-                callbacks.SaveNetworks(run_dir),
-                callbacks.Profile(run_dir, config.profile_steps),
-            ],
+    def __init__(self, config, run_dir, images=None, resume=False):
+        # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
+        # instantly instead of after the seconds TensorFlow takes to load.
+        import keras
+        import tensorflow as tf
+
+        from gan.gan import build_gan
+
+        self.run_dir = run_dir = Path(run_dir)
+        self.images = (
+            data.load(config.dataset, config.data, config.limit) if images is None else images
         )
-    finally:
-        writer.close()
-    return model
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+        self.config = config = config.resolved(len(self.images), has_gpu)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)  # weights, dropout; noise, shuffling: below
+        # Keras turns XLA off under op determinism (with a warning): say so up front instead.
+        self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
+        self.checkpoints = checkpoints.Checkpoints(
+            self.model, run_dir / "checkpoints", checkpoints.fingerprint(self.images)
+        )
+        self.history_csv, self.samples_dir = run_dir / "history.csv", run_dir / "samples"
+        if resume:
+            self.epochs_done = self.checkpoints.restore_latest()
+            if self.epochs_done >= config.epochs:
+                raise ConfigError(
+                    f"--resume: {run_dir} has trained {self.epochs_done} epochs already; pass "
+                    f"--epochs N with N > {self.epochs_done} to train it longer"
+                )
+            checkpoints.roll_back(run_dir, self.epochs_done, self.history_csv, self.samples_dir)
+            checkpoints.write_atomically(run_dir / "config.json", config.to_json().encode())
+        else:
+            _create_run_dir(run_dir)
+            (run_dir / "config.json").write_text(config.to_json())
+            self.epochs_done = 0
+            self.checkpoints.save(0)  # so that a run killed in its first epoch can be resumed
+
+    def run(self):
+        """Trains from the checkpointed epoch to config.epochs; returns the GAN."""
+        import tensorflow as tf
+
+        from gan import callbacks
+
+        config, run_dir = self.config, self.run_dir
+        steps_per_epoch = len(self.images) // config.batch_size
+        dataset = data.make_dataset(
+            self.images, config.batch_size, config.seed, config.epochs, self.epochs_done
+        )
+        fixed_noise = np.random.default_rng(config.seed).standard_normal(
+            (callbacks.GRID_ROWS * callbacks.GRID_COLS, config.noise_dim), dtype=np.float32
+        )
+        hook = safety.signal_hook_from_env()
+        writer = tf.summary.create_file_writer(str(run_dir))
+        try:
+            with safety.StopRequest() as stop:
+                self.model.fit(
+                    dataset,
+                    epochs=config.epochs,
+                    initial_epoch=self.epochs_done,
+                    steps_per_epoch=steps_per_epoch,
+                    shuffle=False,  # make_dataset shuffles, reproducibly per epoch
+                    verbose=0,  # ConsoleProgress prints instead
+                    callbacks=[
+                        # first, so that a diverged epoch writes nothing
+                        callbacks.StopOnNonFinite(self.checkpoints, steps_per_epoch),
+                        callbacks.ConsoleProgress(config.epochs, steps_per_epoch),
+                        callbacks.HParams(writer, dataclasses.asdict(config), run_dir.name),
+                        callbacks.ScalarSummaries(writer),
+                        callbacks.SampleGrids(
+                            fixed_noise,
+                            self.samples_dir,
+                            writer,
+                            config.sample_every,
+                            config.epochs,
+                        ),
+                        callbacks.History(self.history_csv, run_dir / "losses.png"),
+                        *([callbacks.SendSignal(hook, steps_per_epoch)] if hook else []),
+                        # after every per-epoch writer: the checkpoint commits the epoch
+                        callbacks.SaveCheckpoints(
+                            self.checkpoints, config.checkpoint_every, config.epochs, stop
+                        ),
+                        callbacks.SaveNetworks(run_dir),
+                        callbacks.Profile(run_dir, config.profile_steps, steps_per_epoch),
+                    ],
+                )
+        finally:
+            writer.close()
+        self.epochs_done = int(self.checkpoints.epoch.numpy())
+        if stop.signum is not None and self.epochs_done < config.epochs:
+            raise safety.Interrupted(stop.signum, self.epochs_done, config.epochs)
+        return self.model
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        config = Config(**Config.given_options(args))
-        config = config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
+        config = _resolve_config(args)
         run_dir = Path(config.logdir) / config.run
-        _check_run_dir(run_dir)
+        _check_run_dir(run_dir, args.resume)
+        safety.signal_hook_from_env()
         images = data.load(config.dataset, config.data, config.limit)
         if len(images) < config.batch_size:
             raise ConfigError(
@@ -98,14 +167,35 @@ def main(argv: list[str] | None = None) -> int:
             )
         _check_profile_steps(config, len(images))
     except (ConfigError, data.DataError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+        return _usage_error(error)
 
-    print(f"Training on {len(images)} images; writing {run_dir}", flush=True)
+    resume_command = shlex.join(
+        [*PROG.split(), "--logdir", config.logdir, "--run", config.run, "--resume"]
+    )
     try:
-        train(config, run_dir, images)
+        try:
+            with _native_stderr_held_back(unless=ConfigError):
+                training = Training(config, run_dir, images, resume=args.resume)
+        except ConfigError as error:  # the run directory or checkpoint; nothing was written
+            return _usage_error(error)
+        if args.resume:
+            print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
+        print(f"Training on {len(images)} images; writing {run_dir}", flush=True)
+        training.run()
+    except safety.NonFiniteLoss as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except safety.Interrupted as stop:
+        print(f"{stop}; resume with: {resume_command}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
-        print(f"\nInterrupted; what was written so far is in {run_dir}", file=sys.stderr)
+        if checkpoints.latest_exists(run_dir / "checkpoints"):
+            where = f"resume from the last checkpoint with: {resume_command}"
+        elif run_dir.exists():
+            where = f"no checkpoint was saved: remove {run_dir} and start again"
+        else:
+            where = "nothing was written"
+        print(f"\nInterrupted; {where}", file=sys.stderr)
         return 130
     print(f"Done: tensorboard --logdir {config.logdir}")
     return 0
@@ -122,10 +212,67 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Train the textbook MLP GAN on MNIST-style 28x28 images. Outputs go to "
         "LOGDIR/RUN: config.json, TensorBoard events (tensorboard --logdir LOGDIR), "
-        "sample grids under samples/, and the trained networks as .keras files.",
+        "sample grids under samples/, checkpoints under checkpoints/, and the trained "
+        "networks as .keras files.",
     )
     Config.add_arguments(parser)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
+        "config.json; flags that differ from the saved options are refused, except --epochs "
+        "(to train longer), --checkpoint-every and --sample-every",
+    )
     return parser
+
+
+def _usage_error(error: Exception) -> int:
+    print(f"{PROG}: error: {error}", file=sys.stderr)
+    return 2
+
+
+@contextlib.contextmanager
+def _native_stderr_held_back(unless: type[Exception]):
+    """Holds back everything written to file descriptor 2 in the block (TensorFlow's C++
+    start-up messages go there, whatever TF_CPP_MIN_LOG_LEVEL says) and writes it out when the
+    block ends, unless the block raised `unless`: that error's one line is then all there is."""
+    sys.stderr.flush()
+    original = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        show = True
+        try:
+            yield
+        except unless:
+            show = False
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(original, 2)
+            os.close(original)
+            if show:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def _resolve_config(args: argparse.Namespace) -> Config:
+    """The options of a new run (flags over defaults), or of the resumed run LOGDIR/RUN (its
+    config.json, with the flags that may change on resume)."""
+    given = Config.given_options(args)
+    config = Config(**given)  # validates every given flag
+    if not args.resume:
+        return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
+    if config.run is None:
+        raise ConfigError("--resume needs --run NAME, the run to continue")
+    path = Path(config.logdir) / config.run / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"--resume: no run to resume at {path.parent} (no config.json there)")
+    try:
+        saved = Config.from_json(path.read_text())
+    except (OSError, ValueError) as error:  # ValueError: bad JSON or ConfigError
+        raise ConfigError(f"--resume: cannot use {path}: {error}") from None
+    return saved.resumed_with({**given, "logdir": config.logdir, "run": config.run})
 
 
 def _check_profile_steps(config: Config, image_count: int) -> None:
@@ -139,15 +286,32 @@ def _check_profile_steps(config: Config, image_count: int) -> None:
             )
 
 
-def _check_run_dir(run_dir: Path) -> None:
-    """Refuses a run directory that exists or cannot be created."""
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuses a new run's directory that exists or cannot be created, and a resumed run's
+    directory that cannot be written."""
+    if resume:
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise ConfigError(f"--resume: cannot write to {run_dir}")
+        return
     if run_dir.exists():
-        raise ConfigError(f"{run_dir} already exists; choose another --run name")
+        raise ConfigError(
+            f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
+        )
     parent = run_dir.parent
     while not parent.exists():
         parent = parent.parent
+    # os.access also fails for root on a read-only file system; _create_run_dir catches the rest.
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot create {run_dir}: {parent} is not a writable directory")
+
+
+def _create_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
+    except OSError as error:
+        raise ConfigError(
+            f"cannot create {run_dir} ({error.strerror or error}); choose a writable --logdir"
+        ) from None
 
 
 if __name__ == "__main__":

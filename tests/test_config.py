@@ -96,3 +96,13 @@ def test_step_ranges_parse_with_first_at_most_last():
     assert parse_step_range("5,10") == (5, 10) and parse_step_range(" 3 , 3 ") == (3, 3)
     for text in ("5", "0,3", "4,2", "1,2,3", "-1,2", "a,b", ""):
         assert parse_step_range(text) is None, text
+
+
+def test_a_resumed_run_may_change_only_its_length_output_cadence_and_location():
+    saved = Config(epochs=4, lr=1e-3, jit=True, logdir="logs", run="a")
+    changes = {"epochs": 9, "sample_every": 2, "checkpoint_every": 3, "logdir": "moved", "run": "b"}
+    assert saved.resumed_with({**changes, "lr": 1e-3}) == saved.replace(**changes)  # lr: same
+    with pytest.raises(
+        ConfigError, match=r"--lr 0.1 \(saved: 0.001\), --jit False \(saved: True\)"
+    ):
+        saved.resumed_with({"epochs": 9, "lr": 0.1, "jit": False})

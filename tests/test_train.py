@@ -6,30 +6,47 @@ import csv
 import io
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, make_images
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
+from test_data import BAD_INPUTS
 
 from gan.callbacks import GRID_ROWS, GRID_SCALE
+from gan.checkpoints import Checkpoints, fingerprint
+from gan.config import Config
+from gan.gan import build_gan
 
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}
 
 
-def run_cli(*args, cwd=PROJECT_ROOT):
-    return subprocess.run(
+def start_cli(*args, env=None) -> subprocess.Popen:
+    """Starts `python -m gan.train ARGS` in the project root; `env`: extra variables."""
+    return subprocess.Popen(
         [sys.executable, "-m", "gan.train", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
     )
+
+
+def finish(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_cli(*args, env=None) -> subprocess.CompletedProcess:
+    return finish(start_cli(*args, env=env))
 
 
 def _events(run_dir):
@@ -116,14 +133,127 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
             ["--epochs", "3", "--profile-steps", "5,7"],
             "ends at step 7, but the run has only 6 steps",
         ),
+        (["--batch-size", "0"], "--batch-size must be a number > 0"),
+        (["--batch-size", "big"], "--batch-size: expected a whole number, got 'big'"),
+        (["--noise-dim", "-3"], "--noise-dim must be a number > 0"),
+        (["--noise-dim", "1.5"], "--noise-dim: expected a whole number, got '1.5'"),
+        (["--lr", "0"], "--lr must be a number > 0"),
+        (["--lr", "fast"], "--lr: expected a number, got 'fast'"),
+        (["--beta1", "-0.1"], "--beta1 must be in [0, 1)"),
+        (["--checkpoint-every", "0"], "--checkpoint-every must be a number > 0"),
+        (["--resume"], "--resume needs --run NAME"),
+        (["--resume", "--run", "nothing-here"], "no run to resume at"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_status_2(tmp_path, data_dir, args, message):
     result = run_cli("--data", data_dir, "--logdir", tmp_path / "logs", *args)
-    assert result.returncode == 2
+    assert_usage_error(result, message)
+    assert not (tmp_path / "logs").exists()  # nothing written
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, message: str) -> None:
+    """Exit status 2 and one line on stderr that contains `message`, no traceback."""
+    assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "logs").exists()  # nothing written
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_image_files_are_one_line_errors(tmp_path, case):
+    make_path, message = BAD_INPUTS[case]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    result = run_cli("--data", make_path(bad), "--logdir", tmp_path / "logs")
+    assert_usage_error(result, message)
+    assert not (tmp_path / "logs").exists()
+
+
+def _a_file(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    return tmp_path / "file"
+
+
+# Tests run as root, for whom permission bits do not make a directory unwritable: no one can
+# create these. /proc takes no new directories, yet access(2) tells root it may write there:
+# the CLI then learns it from mkdir itself (after TensorFlow has loaded), still before any write.
+UNWRITABLE_LOGDIRS = {
+    "parent-is-a-file": lambda tmp_path: _a_file(tmp_path) / "logs",
+    "is-a-file": _a_file,
+    "in-proc": lambda tmp_path: Path("/proc/gan-test-logs"),
+}
+
+
+@pytest.mark.parametrize("case", UNWRITABLE_LOGDIRS)
+def test_unwritable_logdir_is_refused(tmp_path, data_dir, case):
+    if case == "in-proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc file system here")
+    logdir = UNWRITABLE_LOGDIRS[case](tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    result = run_cli("--data", data_dir, "--logdir", logdir, "--run", "r")
+    assert_usage_error(result, f"cannot create {logdir / 'r'}")
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_logdir_on_a_read_only_file_system_is_refused_even_for_root(tmp_path, data_dir):
+    """A read-only mount is unwritable for root too. unshare makes one without privileges
+    (a user namespace in which this process is root); skipped where that is not allowed."""
+    mount_point = tmp_path / "read-only"
+    mount_point.mkdir()
+    inner = (
+        f"mount -t tmpfs -o ro tmpfs {shlex.quote(str(mount_point))} || exit 99; "
+        f"exec {shlex.quote(sys.executable)} -m gan.train --data {shlex.quote(str(data_dir))} "
+        f"--logdir {shlex.quote(str(mount_point / 'logs'))}"
+    )
+    unshare = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", inner]
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare command")
+    result = subprocess.run(
+        unshare,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+    if result.returncode == 99 or result.stderr.startswith("unshare:"):
+        pytest.skip(f"cannot mount a read-only file system here: {result.stderr.strip()}")
+    assert_usage_error(result, f"{mount_point} is not a writable directory")
+
+
+def _saved_run(run_dir, config, images, epochs_done, trained_config=None):
+    """A run directory as an interrupted run leaves it: config.json (`config`) and a checkpoint
+    after `epochs_done` epochs of networks built from `trained_config` (default: `config`)."""
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(config.to_json())
+    if epochs_done is not None:
+        keras.utils.set_random_seed(0)
+        model = build_gan(trained_config or config)
+        Checkpoints(model, run_dir / "checkpoints", fingerprint(images)).save(epochs_done)
+
+
+RESUME_PROBLEMS = {  # case -> (keyword arguments of _saved_run, extra flags, message)
+    "no-checkpoint": ({"epochs_done": None}, [], "no checkpoint in"),
+    "networks-differ": (
+        {"epochs_done": 1, "trained_config": Config(noise_dim=16)},
+        [],
+        "does not match the configured networks (generator/",
+    ),
+    "images-differ": ({"epochs_done": 1, "images": make_images(40)}, [], "images differ"),
+    "finished": ({"epochs_done": 2}, [], "has trained 2 epochs already; pass --epochs N"),
+    "conflicting-flag": ({"epochs_done": 1}, ["--lr", "0.1"], "--lr 0.1 (saved: 0.0002)"),
+}
+
+
+@pytest.mark.parametrize("case", RESUME_PROBLEMS)
+def test_resume_problems_are_one_line_errors_and_touch_nothing(tmp_path, data_dir, images, case):
+    saved, flags, message = RESUME_PROBLEMS[case]
+    config = Config(epochs=2, batch_size=32, noise_dim=8, data=str(data_dir), run="r")
+    run_dir = tmp_path / "logs" / "r"
+    _saved_run(run_dir, config, **{"images": images, **saved})
+    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    result = run_cli("--logdir", tmp_path / "logs", "--run", "r", "--resume", *flags)
+    assert_usage_error(result, message)
+    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
 
 
 def test_an_existing_run_directory_is_refused_and_left_alone(tmp_path, data_dir):
@@ -156,5 +286,8 @@ def test_help_explains_every_flag():
         "--sample-every",
         "--arch",
         "--profile-steps",
+        "--checkpoint-every",
+        "--deterministic",
+        "--resume",
     ]:
         assert flag in result.stdout

@@ -1,0 +1,224 @@
+"""Checkpoints hold the whole training state, refuse what does not fit, and a resumed run's
+outputs are rolled back to the checkpoint; the NaN guard, signals and the test hook."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import stat
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import make_images
+
+from gan import data
+from gan.callbacks import StopOnNonFinite
+from gan.checkpoints import CheckpointError, Checkpoints, fingerprint, roll_back
+from gan.config import Config, ConfigError
+from gan.gan import build_gan
+from gan.safety import NonFiniteLoss, SignalHook, StopRequest, signal_hook_from_env
+from gan.train import train
+
+BATCH = 16
+
+
+def _gan(seed=0, noise_dim=8):
+    keras.utils.set_random_seed(seed)
+    return build_gan(Config(noise_dim=noise_dim, jit=False, seed=seed))
+
+
+def _batch(seed=1):
+    return tf.constant(data.to_float(make_images(BATCH, seed)))
+
+
+def _all_variables(model):
+    return [*model.variables, *model.d_optimizer.variables, *model.g_optimizer.variables]
+
+
+def _built(model):
+    model.d_optimizer.build(model.discriminator.trainable_variables)
+    model.g_optimizer.build(model.generator.trainable_variables)
+    return model
+
+
+def test_tf_checkpoint_of_the_gan_misses_its_random_number_states(tmp_path):
+    """Why gan.checkpoints lists the variables itself: a SeedGenerator is not trackable."""
+    source, target = _built(_gan(seed=0)), _built(_gan(seed=5))
+    path = tf.train.Checkpoint(model=source).write(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=target).read(path).expect_partial()
+    restored = {
+        a.path: a.numpy().tobytes() == b.numpy().tobytes()
+        for a, b in zip(source.variables, target.variables, strict=True)
+    }
+    random_states = {path for path in restored if "seed_generator" in path}
+    assert len(random_states) == 2  # the noise's and the dropout layer's
+    assert {path for path, same in restored.items() if not same} == random_states
+
+
+def test_checkpoint_covers_every_variable_and_a_restored_run_continues_bitwise(tmp_path):
+    images_sha = fingerprint(make_images(4))
+    trained = _gan(seed=0)
+    store = Checkpoints(trained, tmp_path, images_sha)
+    checkpointed = {id(v) for group in store.groups.values() for v in group}
+    # weights, dropout and noise RNG states, optimizer step counts and moments: all of them
+    assert checkpointed == {id(v) for v in _all_variables(trained)}
+    assert any("seed_generator" in v.path for v in trained.discriminator.variables)
+    for seed in (1, 2):
+        trained.train_step(_batch(seed))
+    store.save(7)
+
+    restored = _gan(seed=5)  # other initial weights and RNG states
+    assert Checkpoints(restored, tmp_path, images_sha).restore_latest() == 7
+    for a, b in zip(_all_variables(trained), _all_variables(restored), strict=True):
+        assert a.numpy().tobytes() == b.numpy().tobytes(), a.path
+    # Same state, same next step: the noise draw and the dropout masks continue identically.
+    trained.train_step(_batch(3))
+    restored.train_step(_batch(3))
+    for a, b in zip(_all_variables(trained), _all_variables(restored), strict=True):
+        assert a.numpy().tobytes() == b.numpy().tobytes(), a.path
+
+
+def test_restore_refuses_a_missing_or_mismatched_checkpoint(tmp_path):
+    images_sha = fingerprint(make_images(4))
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        Checkpoints(_gan(), tmp_path, images_sha).restore_latest()
+    Checkpoints(_gan(noise_dim=8), tmp_path, images_sha).save(1)
+    with pytest.raises(CheckpointError, match=r"generator/.*shape \(8, 256\) in the checkpoint"):
+        Checkpoints(_gan(noise_dim=16), tmp_path, images_sha).restore_latest()
+    with pytest.raises(CheckpointError, match="training images differ"):
+        Checkpoints(_gan(), tmp_path, fingerprint(make_images(5))).restore_latest()
+
+
+def test_nonfinite_variables_are_found(tmp_path):
+    model = _gan()
+    store = Checkpoints(model, tmp_path, "")
+    assert store.nonfinite_variables() == []
+    kernel = model.generator.layers[0].kernel
+    kernel.assign(np.where(np.eye(*kernel.shape, dtype=bool), np.inf, kernel.numpy()))
+    assert store.nonfinite_variables() == [kernel.path]
+
+
+def _write_epochs(run_dir, epochs):
+    """Per-epoch outputs as a run writes them: events (scalars and an image), history rows,
+    grids; then a record cut short, as by a kill during a write."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for epoch in epochs:
+            tf.summary.scalar("d_loss", 0.1 * epoch, step=epoch)
+            tf.summary.image("samples", np.zeros((1, 4, 4, 1), np.float32), step=epoch)
+    writer.close()
+    (events,) = run_dir.glob("*tfevents*")
+    with open(events, "ab") as file:
+        file.write(b"\x10\x00\x00")
+    with open(run_dir / "history.csv", "w", newline="") as file:
+        rows = csv.DictWriter(file, fieldnames=["epoch", "d_loss"])
+        rows.writeheader()
+        rows.writerows({"epoch": epoch, "d_loss": 0.1 * epoch} for epoch in epochs)
+    (run_dir / "samples").mkdir()
+    for epoch in epochs:
+        (run_dir / "samples" / f"epoch_{epoch:03d}.png").write_bytes(b"png")
+    return events
+
+
+HPARAMS_TAGS = "_hparams_/"  # the run's options, logged once per start at step 0, not per epoch
+
+
+def _steps(events):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [
+        (value.tag, event.step)
+        for event in EventFileLoader(str(events)).Load()
+        for value in event.summary.value
+        if not value.tag.startswith(HPARAMS_TAGS)
+    ]
+
+
+def test_roll_back_removes_every_output_after_the_checkpoint_epoch(tmp_path):
+    events = _write_epochs(tmp_path, [1, 2, 3])
+    os.chmod(events, 0o644)
+    (tmp_path / ".partial-x1").write_bytes(b"left by a killed roll-back")
+    history, samples = tmp_path / "history.csv", tmp_path / "samples"
+
+    roll_back(tmp_path, 2, history, samples)
+
+    assert _steps(events) == [("d_loss", 1), ("samples", 1), ("d_loss", 2), ("samples", 2)]
+    assert stat.S_IMODE(events.stat().st_mode) == 0o644
+    with open(history, newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert not list(tmp_path.glob(".partial-*"))
+    kept = events.read_bytes()
+    roll_back(tmp_path, 2, history, samples)  # nothing more to do
+    assert events.read_bytes() == kept
+
+
+def _poison(make_dataset, epoch, step):
+    """A gan.data.make_dataset whose batch at (epoch, step), both from 1, is all NaN."""
+
+    def poisoned(images, batch_size, seed, epochs, first_epoch=0):
+        index = (epoch - 1 - first_epoch) * (len(images) // batch_size) + step - 1
+        batches = make_dataset(images, batch_size, seed, epochs, first_epoch).enumerate()
+        return batches.map(lambda i, batch: tf.where(i == index, np.float32(np.nan), batch))
+
+    return poisoned
+
+
+def test_poisoned_batch_stops_training_and_keeps_the_last_good_checkpoint(
+    tmp_path, images, monkeypatch
+):
+    monkeypatch.setattr(data, "make_dataset", _poison(data.make_dataset, epoch=3, step=5))
+    config = Config(epochs=4, batch_size=32, noise_dim=8, jit=False)  # 300 images: 9 steps
+    run_dir = tmp_path / "run"
+    # NaN pixels make NaN gradients, hence NaN weights. The losses may stay finite: in a compiled
+    # step on CPU the fused MatMul+BiasAdd+Relu kernel maps NaN to 0, so D's output never sees
+    # it. Then the weight check at the epoch's end catches it, before the epoch is written.
+    # (With several steps per compiled call, a NaN loss is seen at the end of its call.)
+    caught = r"(d_loss is nan.* at epoch 3, step [5-9] of 9|generator/.* non-finite during epoch 3)"
+    with pytest.raises(NonFiniteLoss, match=f"{caught}: .*ckpt-2"):
+        train(config, run_dir, images)
+    assert tf.train.latest_checkpoint(run_dir / "checkpoints").endswith("ckpt-2")
+    assert not list((run_dir / "checkpoints").glob("ckpt-3*"))
+    (events,) = run_dir.glob("*tfevents*")
+    assert sorted({step for tag, step in _steps(events)}) == [1, 2]  # nothing of epoch 3
+    with open(run_dir / "history.csv", newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+
+
+def test_a_nonfinite_loss_is_reported_with_its_epoch_and_step(tmp_path):
+    guard = StopOnNonFinite(Checkpoints(_gan(), tmp_path, ""), steps_per_epoch=9)
+    guard.on_epoch_begin(2)
+    guard.on_train_batch_end(3, {"d_loss": 0.7, "g_loss": 0.6})
+    with pytest.raises(NonFiniteLoss, match="g_loss is inf at epoch 3, step 5 of 9"):
+        guard.on_train_batch_end(4, {"d_loss": 0.7, "g_loss": float("inf")})
+
+
+@pytest.mark.parametrize(
+    "value, hook",
+    [
+        ("SIGKILL@37", SignalHook(signal.SIGKILL, step=37)),
+        ("SIGINT@epoch2", SignalHook(signal.SIGINT, epoch=2)),
+        ("", None),
+    ],
+)
+def test_signal_hook_is_read_from_the_environment(value, hook):
+    assert signal_hook_from_env({"GAN_TEST_SIGNAL": value}) == hook
+
+
+@pytest.mark.parametrize("value", ["KILL@3", "SIGKILL@0", "SIGNOPE@3", "SIGKILL@epoch", "x"])
+def test_malformed_signal_hook_is_a_config_error(value):
+    with pytest.raises(ConfigError, match="GAN_TEST_SIGNAL"):
+        signal_hook_from_env({"GAN_TEST_SIGNAL": value})
+
+
+def test_first_signal_asks_to_stop_second_interrupts_at_once():
+    previous = signal.getsignal(signal.SIGINT)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous
