@@ -16,7 +16,10 @@ import re
 import typing
 
 DATASETS = ("mnist", "fashion_mnist")
-ARCHITECTURES = ("mlp",)  # keys of gan.models.ARCHITECTURES (kept here: no TensorFlow import)
+ARCHITECTURES = ("mlp", "mlp-bn", "dcgan")  # keys of gan.models.ARCHITECTURES (no TF import here)
+# The architectures whose hidden layers --g-hidden and --d-hidden set, with their defaults:
+# arch -> (generator's hidden widths, discriminator's hidden widths). dcgan's layers are fixed.
+MLP_HIDDEN = {"mlp": ((256, 512), (256,)), "mlp-bn": ((256, 512, 1024), (512, 256))}
 
 
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
@@ -64,6 +67,27 @@ def _step_range(value):
     return None
 
 
+def parse_widths(text: str) -> tuple[int, ...] | None:
+    """'256,512,1024' -> (256, 512, 1024): one or more whole numbers >= 1; None if `text` is
+    no such list."""
+    parts = text.replace(" ", "").split(",")
+    if not all(re.fullmatch(r"\d+", part) for part in parts):
+        return None
+    widths = tuple(int(part) for part in parts)
+    return widths if min(widths) >= 1 else None
+
+
+def format_widths(widths: tuple[int, ...]) -> str:
+    """(256, 512) -> '256,512', the form parse_widths reads."""
+    return ",".join(map(str, widths))
+
+
+def _widths(value):
+    if parse_widths(value) is None:
+        return "must be layer widths separated by commas, each a whole number >= 1, e.g. 256,512"
+    return None
+
+
 def _option(default, help, check=None, choices=None):
     return dataclasses.field(
         default=default, metadata={"help": help, "check": check, "choices": choices}
@@ -80,6 +104,18 @@ class Config:
     )
     arch: str = _option("mlp", "network architecture; mlp is the textbook's", choices=ARCHITECTURES)
     noise_dim: int = _option(128, "length of the generator's input noise vector", _positive)
+    g_hidden: str | None = _option(
+        None,
+        "widths of the generator's hidden layers, input side first, e.g. 256,512,1024; for "
+        "--arch mlp and mlp-bn (default: 256,512 for mlp, 256,512,1024 for mlp-bn)",
+        _widths,
+    )
+    d_hidden: str | None = _option(
+        None,
+        "widths of the discriminator's hidden layers, input side first, e.g. 512,256; for "
+        "--arch mlp and mlp-bn (default: 256 for mlp, 512,256 for mlp-bn)",
+        _widths,
+    )
     lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
     beta1: float = _option(0.5, "Adam beta_1 of both optimizers, in [0, 1)", _fraction)
     dataset: str = _option(
@@ -154,16 +190,32 @@ class Config:
             problem = check(value) if check else None
             if problem:
                 raise ConfigError(f"{flag(field.name)} {problem}, got {value!r}")
+        widths = [flag(n) for n in ("g_hidden", "d_hidden") if getattr(self, n) is not None]
+        if widths and self.arch not in MLP_HIDDEN:
+            raise ConfigError(
+                f"--arch {self.arch} has fixed layers; {' and '.join(widths)} "
+                f"{'is' if len(widths) == 1 else 'are'} for --arch {' and '.join(MLP_HIDDEN)} only"
+            )
 
     def resolved(self, image_count: int, has_gpu: bool) -> Config:
         """This config with its automatic choices made, for training on `image_count` images:
-        jit (XLA on GPUs only) and steps_per_call (a divisor of the steps per epoch; 1 while
-        profiling, so that the profiler sees every step on its own)."""
+        jit (XLA on GPUs only), steps_per_call (a divisor of the steps per epoch; 1 while
+        profiling, so that the profiler sees every step on its own), and the MLP
+        architectures' hidden widths (their defaults, if not given: so that config.json and
+        TensorBoard's HParams show every run's layers)."""
         steps_per_epoch = image_count // self.batch_size
         most = 1 if self.profile_steps else min(self.steps_per_call, steps_per_epoch)
         steps_per_call = max(d for d in range(1, most + 1) if steps_per_epoch % d == 0)
         jit = has_gpu if self.jit is None else self.jit
-        return self.replace(jit=jit, steps_per_call=steps_per_call)
+        g_hidden, d_hidden = (
+            map(format_widths, MLP_HIDDEN[self.arch]) if self.arch in MLP_HIDDEN else (None, None)
+        )
+        return self.replace(
+            jit=jit,
+            steps_per_call=steps_per_call,
+            g_hidden=self.g_hidden or g_hidden,
+            d_hidden=self.d_hidden or d_hidden,
+        )
 
     def replace(self, **changes) -> Config:
         """A copy with some options changed (validated again)."""

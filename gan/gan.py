@@ -13,6 +13,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
+from gan.config import parse_widths
 from gan.models import build_discriminator, build_generator
 
 
@@ -61,6 +62,8 @@ class GAN(keras.Model):
 
         G(z) is computed once: the discriminator update leaves the generator unchanged, so
         recomputing it for the generator update would give the same tensor at twice the cost.
+        It also makes the generator's BatchNorm moving statistics move exactly once per step.
+        Both networks run in training mode in both updates (batch statistics, dropout on).
         """
         noise = self.sample_noise(tf.shape(real_images)[0])
         with self._tape_on(self.generator) as g_tape:
@@ -77,8 +80,11 @@ class GAN(keras.Model):
     def train_discriminator(self, real_images, fake_images):
         """Updates only the discriminator: real -> label 1, fake -> label 0.
 
-        d_loss is the mean of the two losses, as in the textbook. Returns (d_loss, real_logits,
-        fake_logits); the logits are the ones the update was computed from.
+        d_loss is the mean of the two losses, as in the textbook. Real and fake images go
+        through D as separate batches, so a BatchNorm layer in D (none of gan.models has one)
+        would never mix their statistics, and its moving statistics would move once for each.
+        Returns (d_loss, real_logits, fake_logits); the logits are the ones the update was
+        computed from.
         """
         with self._tape_on(self.discriminator) as tape:
             real_logits = self.discriminator(real_images, training=True)
@@ -91,7 +97,8 @@ class GAN(keras.Model):
         return d_loss, real_logits, fake_logits
 
     def train_generator(self, noise):
-        """Updates only the generator, so that D labels G(noise) real. Returns g_loss."""
+        """Updates only the generator, so that D labels G(noise) real. Returns g_loss.
+        The generator's BatchNorm moving statistics move once, the discriminator's not at all."""
         with self._tape_on(self.generator) as tape:
             fake_images = self.generator(noise, training=True)
         return self._update_generator(tape, fake_images)
@@ -100,7 +107,7 @@ class GAN(keras.Model):
         # Re-entering the tape that recorded fake_images = G(z) extends it through D, so the
         # gradient reaches the generator's weights without running G again.
         with tape:
-            fake_logits = self.discriminator(fake_images, training=True)
+            fake_logits = _call_keeping_statistics(self.discriminator, fake_images)
             # Non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z))).
             g_loss = self.loss_fn(tf.ones_like(fake_logits), fake_logits)
         self._apply(tape, g_loss, self.generator, self.g_optimizer)
@@ -120,13 +127,29 @@ class GAN(keras.Model):
         optimizer.apply(tape.gradient(loss, variables), variables)
 
 
+def _call_keeping_statistics(model, inputs):
+    """model(inputs, training=True), except that the model's non-trainable weights (BatchNorm
+    moving statistics) keep their values: the call normalises with the batch's statistics as
+    in training, but a generator update must not change the discriminator's state. Random-number
+    states (dropout's) advance as in a plain call, so a model without statistics trains
+    bitwise as with a plain call."""
+    outputs, states = model.stateless_call(
+        model.trainable_variables, model.non_trainable_variables, inputs, training=True
+    )
+    statistics = {id(weight) for weight in model.non_trainable_weights}  # no RNG states
+    for variable, state in zip(model.non_trainable_variables, states, strict=True):
+        if id(variable) not in statistics:
+            variable.assign(state)
+    return outputs
+
+
 def build_gan(config) -> GAN:
     """The compiled GAN a resolved gan.config.Config describes (see Config.resolved): its
     networks, two separate Adam optimizers (the textbook shares one), binary cross-entropy on
     logits, XLA if config.jit, config.steps_per_call steps per compiled call."""
     model = GAN(
-        build_generator(config.arch, config.noise_dim),
-        build_discriminator(config.arch),
+        build_generator(config.arch, config.noise_dim, _widths(config.g_hidden)),
+        build_discriminator(config.arch, _widths(config.d_hidden)),
         noise_dim=config.noise_dim,
         seed=config.seed,
     )
@@ -138,3 +161,7 @@ def build_gan(config) -> GAN:
         steps_per_execution=config.steps_per_call,
     )
     return model
+
+
+def _widths(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else parse_widths(text)

@@ -1,8 +1,18 @@
 """The networks. Images are float32 (B, 28, 28, 1) in [-1, 1]; noise is float32 (B, noise_dim).
 
-`build_generator(arch, noise_dim)` maps noise to images (tanh output); `build_discriminator(arch)`
-maps images to one real/fake **logit** per image (no sigmoid: the loss applies it, which is
-numerically stable). Each architecture is one entry of ARCHITECTURES.
+`build_generator(arch, noise_dim, hidden)` maps noise to images (tanh output);
+`build_discriminator(arch, hidden)` maps images to one real/fake **logit** per image (no
+sigmoid: the loss applies it, which is numerically stable). Each architecture (`--arch`) is one
+entry of ARCHITECTURES:
+
+    mlp      the textbook's: ReLU MLPs, dropout in the discriminator
+    mlp-bn   the usual upgraded MLP GAN: LeakyReLU 0.2 everywhere, BatchNormalization (momentum
+             0.8) after each hidden layer of the generator
+    dcgan    convolutional: the generator upsamples 7x7x128 to 28x28x1 with transposed
+             convolutions and BatchNormalization, the discriminator has strided convolutions
+
+`hidden` (the widths of the hidden layers, --g-hidden / --d-hidden) applies to the MLP
+architectures; None means the architecture's default (gan.config.MLP_HIDDEN).
 """
 
 from __future__ import annotations
@@ -10,18 +20,21 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from gan.config import MLP_HIDDEN
+
 IMAGE_SHAPE = (28, 28, 1)
 IMAGE_SIZE = 28 * 28
+LEAK = 0.2  # LeakyReLU slope of the upgraded architectures
+BN_MOMENTUM = 0.8  # moving statistics follow the fast-changing generator closely
 
 
-def mlp_generator(noise_dim: int) -> keras.Sequential:
+def mlp_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp"][0]) -> keras.Sequential:
     """The textbook generator: noise -> 256 relu -> 512 relu -> 784 tanh (566,800 params
-    for noise_dim 128)."""
+    for noise_dim 128); `hidden` changes the hidden layers' widths and number."""
     return keras.Sequential(
         [
             keras.Input((noise_dim,)),
-            layers.Dense(256, activation="relu"),
-            layers.Dense(512, activation="relu"),
+            *[layers.Dense(units, activation="relu") for units in hidden],
             layers.Dense(IMAGE_SIZE, activation="tanh"),
             layers.Reshape(IMAGE_SHAPE),
         ],
@@ -29,27 +42,123 @@ def mlp_generator(noise_dim: int) -> keras.Sequential:
     )
 
 
-def mlp_discriminator() -> keras.Sequential:
-    """The textbook discriminator: 784 -> 256 relu -> dropout 0.3 -> 1 logit (201,217 params)."""
+def mlp_discriminator(hidden=MLP_HIDDEN["mlp"][1]) -> keras.Sequential:
+    """The textbook discriminator: 784 -> 256 relu -> dropout 0.3 -> 1 logit (201,217 params);
+    `hidden` changes the hidden layers' widths and number (each followed by dropout 0.3)."""
     return keras.Sequential(
         [
             keras.Input(IMAGE_SHAPE),
             layers.Flatten(),
-            layers.Dense(256, activation="relu"),
-            layers.Dropout(0.3),
+            *[
+                block
+                for units in hidden
+                for block in (layers.Dense(units, activation="relu"), layers.Dropout(0.3))
+            ],
             layers.Dense(1),
         ],
         name="discriminator",
     )
 
 
-# arch name -> (generator builder taking noise_dim, discriminator builder)
-ARCHITECTURES = {"mlp": (mlp_generator, mlp_discriminator)}
+def mlp_bn_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp-bn"][0]) -> keras.Sequential:
+    """noise -> (Dense, LeakyReLU 0.2, BatchNormalization) per hidden width -> 784 tanh."""
+    return keras.Sequential(
+        [
+            keras.Input((noise_dim,)),
+            *[
+                block
+                for units in hidden
+                for block in (
+                    layers.Dense(units),
+                    layers.LeakyReLU(LEAK),
+                    layers.BatchNormalization(momentum=BN_MOMENTUM),
+                )
+            ],
+            layers.Dense(IMAGE_SIZE, activation="tanh"),
+            layers.Reshape(IMAGE_SHAPE),
+        ],
+        name="generator",
+    )
 
 
-def build_generator(arch: str, noise_dim: int) -> keras.Model:
-    return ARCHITECTURES[arch][0](noise_dim)
+def mlp_bn_discriminator(hidden=MLP_HIDDEN["mlp-bn"][1]) -> keras.Sequential:
+    """784 -> (Dense, LeakyReLU 0.2) per hidden width -> 1 logit; no dropout, no BatchNorm."""
+    return keras.Sequential(
+        [
+            keras.Input(IMAGE_SHAPE),
+            layers.Flatten(),
+            *[block for units in hidden for block in (layers.Dense(units), layers.LeakyReLU(LEAK))],
+            layers.Dense(1),
+        ],
+        name="discriminator",
+    )
 
 
-def build_discriminator(arch: str) -> keras.Model:
-    return ARCHITECTURES[arch][1]()
+def dcgan_generator(noise_dim: int) -> keras.Sequential:
+    """noise -> Dense 7x7x128 -> BN, LeakyReLU -> Conv2DTranspose 64 (14x14) -> BN, LeakyReLU
+    -> Conv2DTranspose 1 (28x28) tanh. Kernels 4x4 with stride 2: a multiple of the stride,
+    so every output pixel gets the same number of kernel taps (no checkerboard)."""
+    return keras.Sequential(
+        [
+            keras.Input((noise_dim,)),
+            layers.Dense(7 * 7 * 128, use_bias=False),  # BatchNorm's beta is the bias
+            layers.BatchNormalization(momentum=BN_MOMENTUM),
+            layers.LeakyReLU(LEAK),
+            layers.Reshape((7, 7, 128)),
+            layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False),
+            layers.BatchNormalization(momentum=BN_MOMENTUM),
+            layers.LeakyReLU(LEAK),
+            layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh"),
+        ],
+        name="generator",
+    )
+
+
+def dcgan_discriminator() -> keras.Sequential:
+    """28x28x1 -> Conv2D 64 stride 2 (14x14) -> Conv2D 128 stride 2 (7x7), each LeakyReLU 0.2
+    and dropout 0.3 -> 1 logit. No BatchNorm: the DCGAN paper leaves it out of the
+    discriminator's input layer, and the updates here stay simple without it."""
+    return keras.Sequential(
+        [
+            keras.Input(IMAGE_SHAPE),
+            layers.Conv2D(64, 4, strides=2, padding="same"),
+            layers.LeakyReLU(LEAK),
+            layers.Dropout(0.3),
+            layers.Conv2D(128, 4, strides=2, padding="same"),
+            layers.LeakyReLU(LEAK),
+            layers.Dropout(0.3),
+            layers.Flatten(),
+            layers.Dense(1),
+        ],
+        name="discriminator",
+    )
+
+
+# arch name -> (generator builder taking noise_dim[, hidden], discriminator builder [hidden]);
+# the builders of the architectures in MLP_HIDDEN take `hidden`, the others do not.
+ARCHITECTURES = {
+    "mlp": (mlp_generator, mlp_discriminator),
+    "mlp-bn": (mlp_bn_generator, mlp_bn_discriminator),
+    "dcgan": (dcgan_generator, dcgan_discriminator),
+}
+
+
+def build_generator(arch: str, noise_dim: int, hidden: tuple[int, ...] | None = None):
+    """The generator of `arch`: float32 (B, noise_dim) -> float32 (B, 28, 28, 1) in [-1, 1].
+    hidden: widths of its hidden layers (MLP architectures only); None: the default."""
+    return ARCHITECTURES[arch][0](noise_dim, *_hidden(arch, hidden))
+
+
+def build_discriminator(arch: str, hidden: tuple[int, ...] | None = None):
+    """The discriminator of `arch`: float32 (B, 28, 28, 1) -> logits float32 (B, 1).
+    hidden: widths of its hidden layers (MLP architectures only); None: the default."""
+    return ARCHITECTURES[arch][1](*_hidden(arch, hidden))
+
+
+def _hidden(arch: str, hidden) -> tuple:
+    """The builder's extra arguments: (hidden,) if given, () for the builder's default."""
+    if hidden is None:
+        return ()
+    if arch not in MLP_HIDDEN:
+        raise ValueError(f"--arch {arch} has fixed layers; hidden widths are for the MLPs only")
+    return (tuple(hidden),)

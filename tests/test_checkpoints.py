@@ -25,9 +25,9 @@ from gan.train import train
 BATCH = 16
 
 
-def _gan(seed=0, noise_dim=8):
+def _gan(seed=0, noise_dim=8, **options):
     keras.utils.set_random_seed(seed)
-    return build_gan(Config(noise_dim=noise_dim, jit=False, seed=seed))
+    return build_gan(Config(noise_dim=noise_dim, jit=False, seed=seed, **options))
 
 
 def _batch(seed=1):
@@ -58,19 +58,24 @@ def test_tf_checkpoint_of_the_gan_misses_its_random_number_states(tmp_path):
     assert {path for path, same in restored.items() if not same} == random_states
 
 
-def test_checkpoint_covers_every_variable_and_a_restored_run_continues_bitwise(tmp_path):
+@pytest.mark.parametrize("arch", ["mlp", "mlp-bn", "dcgan"])
+def test_checkpoint_covers_every_variable_and_a_restored_run_continues_bitwise(tmp_path, arch):
     images_sha = fingerprint(make_images(4))
-    trained = _gan(seed=0)
+    trained = _gan(seed=0, arch=arch)
     store = Checkpoints(trained, tmp_path, images_sha)
     checkpointed = {id(v) for group in store.groups.values() for v in group}
-    # weights, dropout and noise RNG states, optimizer step counts and moments: all of them
+    # weights, BatchNorm moving statistics, dropout and noise RNG states, optimizer step
+    # counts and moments: all of them
     assert checkpointed == {id(v) for v in _all_variables(trained)}
-    assert any("seed_generator" in v.path for v in trained.discriminator.variables)
+    assert {id(v) for v in trained.generator.non_trainable_weights} <= checkpointed
+    assert (arch == "mlp-bn") != any(
+        "seed_generator" in v.path for v in trained.discriminator.variables
+    )  # mlp-bn's discriminator has no dropout
     for seed in (1, 2):
         trained.train_step(_batch(seed))
     store.save(7)
 
-    restored = _gan(seed=5)  # other initial weights and RNG states
+    restored = _gan(seed=5, arch=arch)  # other initial weights and RNG states
     assert Checkpoints(restored, tmp_path, images_sha).restore_latest() == 7
     for a, b in zip(_all_variables(trained), _all_variables(restored), strict=True):
         assert a.numpy().tobytes() == b.numpy().tobytes(), a.path
@@ -88,6 +93,10 @@ def test_restore_refuses_a_missing_or_mismatched_checkpoint(tmp_path):
     Checkpoints(_gan(noise_dim=8), tmp_path, images_sha).save(1)
     with pytest.raises(CheckpointError, match=r"generator/.*shape \(8, 256\) in the checkpoint"):
         Checkpoints(_gan(noise_dim=16), tmp_path, images_sha).restore_latest()
+    with pytest.raises(CheckpointError, match=r"shape \(512, 784\) in the checkpoint, \(512, 6"):
+        Checkpoints(_gan(g_hidden="256,512,64"), tmp_path, images_sha).restore_latest()
+    with pytest.raises(CheckpointError, match="does not match the configured networks"):
+        Checkpoints(_gan(arch="mlp-bn"), tmp_path, images_sha).restore_latest()
     with pytest.raises(CheckpointError, match="training images differ"):
         Checkpoints(_gan(), tmp_path, fingerprint(make_images(5))).restore_latest()
 

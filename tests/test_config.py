@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from gan.config import Config, ConfigError, parse_step_range
+from gan.config import Config, ConfigError, parse_step_range, parse_widths
 
 
 def test_defaults_are_the_textbook_settings():
@@ -77,6 +77,17 @@ def test_unknown_keys_in_json_are_rejected():
         ({"profile_steps": "0,3"}, "--profile-steps"),
         ({"profile_steps": "4,2"}, "--profile-steps"),
         ({"profile_steps": "a,b"}, "--profile-steps"),
+        ({"g_hidden": "256,0"}, "--g-hidden must be layer widths separated by commas"),
+        ({"g_hidden": ""}, "--g-hidden must be layer widths"),
+        ({"d_hidden": "512,,256"}, "--d-hidden must be layer widths"),
+        ({"d_hidden": "wide"}, "--d-hidden must be layer widths"),
+        ({"d_hidden": 512}, "--d-hidden must be a string"),
+        ({"arch": "dcgan", "d_hidden": "256"}, "dcgan has fixed layers; --d-hidden is for"),
+        (
+            {"arch": "dcgan", "g_hidden": "256", "d_hidden": "64"},
+            "--arch dcgan has fixed layers; --g-hidden and --d-hidden are for --arch mlp and "
+            "mlp-bn only",
+        ),
     ],
 )
 def test_bad_values_raise_config_error_naming_the_flag(changes, message):
@@ -90,6 +101,27 @@ def test_command_line_keeps_only_given_flags():
     args = parser.parse_args(["--epochs", "7", "--no-jit", "--batch-size", "64"])
     assert Config.given_options(args) == {"epochs": 7, "jit": False, "batch_size": 64}
     assert Config(**Config.given_options(args)) == Config(epochs=7, jit=False, batch_size=64)
+
+
+def test_widths_parse_as_whole_numbers_of_at_least_one():
+    assert parse_widths("256,512,1024") == (256, 512, 1024) and parse_widths(" 7 ") == (7,)
+    for text in ("", "0", "256,", ",256", "256;512", "2.5", "-4", "a"):
+        assert parse_widths(text) is None, text
+
+
+@pytest.mark.parametrize(
+    "arch, g_hidden, d_hidden",
+    [("mlp", "256,512", "256"), ("mlp-bn", "256,512,1024", "512,256"), ("dcgan", None, None)],
+)
+def test_resolving_names_the_default_hidden_widths_of_the_mlps(arch, g_hidden, d_hidden):
+    resolved = Config(arch=arch).resolved(10_000, has_gpu=False)
+    assert (resolved.g_hidden, resolved.d_hidden) == (g_hidden, d_hidden)
+
+
+def test_given_hidden_widths_survive_resolving():
+    config = Config(arch="mlp-bn", g_hidden="64,64", d_hidden="32")
+    assert config.resolved(10_000, has_gpu=False).g_hidden == "64,64"
+    assert config.resolved(10_000, has_gpu=False).d_hidden == "32"
 
 
 def test_step_ranges_parse_with_first_at_most_last():

@@ -1,5 +1,6 @@
-"""The training step: each update touches only its own network, losses are the textbook's
-binary cross-entropy, and fit() trains with XLA on and off."""
+"""The training step: each update touches only its own network (weights, BatchNorm moving
+statistics), losses are the textbook's binary cross-entropy, and fit() trains every
+architecture with XLA on and off."""
 
 from __future__ import annotations
 
@@ -9,18 +10,20 @@ import pytest
 import tensorflow as tf
 
 from gan import data
-from gan.config import Config
+from gan.config import ARCHITECTURES, Config
 from gan.gan import GAN, build_gan
-from gan.models import mlp_generator
+from gan.models import BN_MOMENTUM, mlp_generator
 
 NOISE_DIM = 8
 BATCH = 16
 
 
-def _gan(jit=False, steps_per_call=1, image_count=BATCH) -> GAN:
-    """A freshly initialised default GAN (seed 0) with a small noise vector."""
+def _gan(jit=False, steps_per_call=1, image_count=BATCH, arch="mlp") -> GAN:
+    """A freshly initialised GAN (seed 0) of `arch` with a small noise vector."""
     keras.utils.set_random_seed(0)
-    config = Config(noise_dim=NOISE_DIM, batch_size=BATCH, jit=jit, steps_per_call=steps_per_call)
+    config = Config(
+        arch=arch, noise_dim=NOISE_DIM, batch_size=BATCH, jit=jit, steps_per_call=steps_per_call
+    )
     return build_gan(config.resolved(image_count, has_gpu=False))
 
 
@@ -49,25 +52,35 @@ def _dropout_rng_states(model) -> set:
     }
 
 
-def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged():
-    model = _gan()
+def _statistics(model) -> set:
+    """Paths of the BatchNorm moving means and variances (non-trainable weights, no RNG state)."""
+    return {w.path for w in model.non_trainable_weights}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged(arch):
+    model = _gan(arch=arch)
     d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
 
     model.train_generator(_noise())
 
     # The generator's step runs D in training mode (dropout on, as in the textbook), so the
-    # only discriminator variable that may move is dropout's random-number counter.
+    # only discriminator variable that may move is dropout's random-number counter; its
+    # weights include any moving statistics.
     d_changed = _changed(d_before, _snapshot(model.discriminator))
     assert d_changed <= _dropout_rng_states(model.discriminator)
     assert {w.path for w in model.discriminator.weights}.isdisjoint(d_changed)
-    g_trainable = {v.path for v in model.generator.trainable_variables}
-    assert _changed(g_before, _snapshot(model.generator)) == g_trainable
+    # G ran in training mode: its weights and its own moving statistics (if any) moved.
+    g_moved = {v.path for v in model.generator.trainable_variables} | _statistics(model.generator)
+    assert _changed(g_before, _snapshot(model.generator)) == g_moved
+    assert (arch == "mlp") == (not _statistics(model.generator))  # mlp-bn, dcgan: BatchNorm
     assert int(model.g_optimizer.iterations) == 1
     assert int(model.d_optimizer.iterations) == 0
 
 
-def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged():
-    model = _gan()
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged(arch):
+    model = _gan(arch=arch)
     fake = model.generator(_noise(), training=True)
     d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
 
@@ -78,6 +91,18 @@ def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged(
     assert d_trainable <= _changed(d_before, _snapshot(model.discriminator))
     assert int(model.d_optimizer.iterations) == 1
     assert int(model.g_optimizer.iterations) == 0
+
+
+def _gan_with(discriminator) -> GAN:
+    """A compiled GAN of the textbook generator and `discriminator`."""
+    keras.utils.set_random_seed(0)
+    model = GAN(mlp_generator(NOISE_DIM), discriminator, noise_dim=NOISE_DIM, seed=0)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    return model
 
 
 def _constant_logit_gan(logit: float) -> GAN:
@@ -91,14 +116,22 @@ def _constant_logit_gan(logit: float) -> GAN:
             ),
         ]
     )
-    keras.utils.set_random_seed(0)
-    model = GAN(mlp_generator(NOISE_DIM), discriminator, noise_dim=NOISE_DIM, seed=0)
-    model.compile(
-        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+    return _gan_with(discriminator)
+
+
+def _batch_norm_discriminator_gan() -> GAN:
+    """A discriminator with BatchNorm (none of gan.models has one; a user's might), no dropout."""
+    discriminator = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8),
+            keras.layers.BatchNormalization(momentum=BN_MOMENTUM),
+            keras.layers.LeakyReLU(0.2),
+            keras.layers.Dense(1),
+        ]
     )
-    return model
+    return _gan_with(discriminator)
 
 
 def _bce_real(logits):
@@ -140,20 +173,71 @@ def test_step_metrics_are_mean_losses_and_probabilities():
     )
 
 
-def test_shared_generator_pass_equals_two_separate_updates():
-    """train_step computes G(z) once for both updates; that must change nothing."""
-    shared, separate = _gan(), _gan()
+def test_generator_update_runs_the_discriminator_in_training_mode_keeping_its_statistics():
+    model = _batch_norm_discriminator_gan()
+    noise = _noise()
+    fake = model.generator(noise, training=True)  # the textbook G: no statistics, no dropout
+    twin = keras.models.clone_model(model.discriminator)
+    twin.set_weights(model.discriminator.get_weights())
+    statistics_before = _snapshot(model.discriminator)
+
+    g_loss = model.train_generator(noise)
+
+    # D normalised with the batch's statistics (training mode), not its moving ones ...
+    assert float(g_loss) == pytest.approx(_bce_real(twin(fake, training=True)), 1e-5)
+    assert float(g_loss) != pytest.approx(_bce_real(twin(fake, training=False)), 1e-3)
+    # ... and its moving statistics stayed as they were.
+    assert _changed(statistics_before, _snapshot(model.discriminator)) == set()
+    # Its own update does move them (once for the real batch, once for the fake one).
+    model.train_discriminator(_real(), fake)
+    assert _statistics(model.discriminator) <= _changed(
+        statistics_before, _snapshot(model.discriminator)
+    )
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_shared_generator_pass_equals_two_separate_updates(arch):
+    """train_step computes G(z) once for both updates; that must change nothing, except that
+    the generator's moving statistics move once (as after the separate updates' first G(z))."""
+    shared, separate = _gan(arch=arch), _gan(arch=arch)
     real = tf.constant(_real())
     shared.train_step(real)
     noise = separate.sample_noise(BATCH)  # the same draw train_step made
     separate.train_discriminator(real, separate.generator(noise, training=True))
-    separate.train_generator(noise)
+    statistics_after_one_pass = {
+        w.path: w.numpy() for w in separate.generator.non_trainable_weights
+    }
+    separate.train_generator(noise)  # its second G(z) moves them a second time
     for a, b in zip(
         shared.generator.variables + shared.discriminator.variables,
         separate.generator.variables + separate.discriminator.variables,
         strict=True,
     ):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
+        expected = statistics_after_one_pass.get(b.path, b.numpy())
+        np.testing.assert_allclose(a.numpy(), expected, rtol=1e-6, atol=1e-6, err_msg=a.path)
+
+
+def test_generator_moving_statistics_move_exactly_once_per_step():
+    """mlp-bn's first BatchNorm after one step, by hand: momentum * initial + (1 - momentum)
+    * the batch's statistics of LeakyReLU(Dense(z)) with the step's noise and initial weights."""
+    model, twin = _gan(arch="mlp-bn"), _gan(arch="mlp-bn")
+    dense, _, batch_norm = model.generator.layers[:3]
+    kernel, bias = dense.kernel.numpy().astype(np.float64), dense.bias.numpy()
+    noise = np.asarray(twin.sample_noise(BATCH), np.float64)  # the draw train_step makes
+    inputs = noise @ kernel + bias
+    inputs = np.where(inputs > 0, inputs, 0.2 * inputs)
+
+    model.train_step(tf.constant(_real()))
+
+    momentum = BN_MOMENTUM
+    np.testing.assert_allclose(
+        batch_norm.moving_mean.numpy(), (1 - momentum) * inputs.mean(axis=0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        batch_norm.moving_variance.numpy(),
+        momentum * 1.0 + (1 - momentum) * inputs.var(axis=0),  # biased variance, as Keras
+        rtol=1e-5,
+    )
 
 
 def _fit(model, images, epochs=2):
@@ -164,9 +248,11 @@ def _fit(model, images, epochs=2):
     ).history
 
 
-@pytest.mark.parametrize("jit", [False, True], ids=["no-jit", "jit"])
-def test_fit_trains_both_networks(jit, images):
-    model = _gan(jit=jit)
+@pytest.mark.parametrize(
+    "arch, jit", [("mlp", False), ("mlp", True), ("mlp-bn", True), ("dcgan", False)]
+)
+def test_fit_trains_both_networks(arch, jit, images):
+    model = _gan(jit=jit, arch=arch)
     assert model.jit_compile is jit
     g_before, d_before = _snapshot(model.generator), _snapshot(model.discriminator)
     history = _fit(model, images)
@@ -182,8 +268,10 @@ def test_fit_trains_both_networks(jit, images):
     assert d_trainable <= _changed(d_before, _snapshot(model.discriminator))
 
 
-def test_several_steps_per_call_train_exactly_like_one_step_per_call(images):
-    one, several = _gan(steps_per_call=1), _gan(steps_per_call=6, image_count=len(images))
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_several_steps_per_call_train_exactly_like_one_step_per_call(images, arch):
+    one = _gan(steps_per_call=1, arch=arch)
+    several = _gan(steps_per_call=6, image_count=len(images), arch=arch)
     assert several.steps_per_execution == 6  # 300 images // 16 = 18 steps per epoch
     history_one, history_several = _fit(one, images), _fit(several, images)
     for a, b in zip(one.variables, several.variables, strict=True):

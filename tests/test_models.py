@@ -1,9 +1,11 @@
-"""The networks match the textbook exactly and output what the GAN expects."""
+"""The networks match the textbook (and the exercises' upgrades) exactly and output what the
+GAN expects."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from gan import config, models
 
@@ -26,19 +28,138 @@ def test_textbook_layer_widths():
     assert [d.rate for d in dropout] == [0.3]
 
 
-def test_generator_maps_noise_to_images_in_tanh_range():
-    images = models.build_generator("mlp", 16)(np.random.default_rng(0).normal(size=(5, 16)) * 50)
-    assert images.shape == (5, 28, 28, 1)
-    assert np.all(np.abs(np.asarray(images)) <= 1)
+@pytest.mark.parametrize("arch", config.ARCHITECTURES)
+def test_generator_maps_noise_to_images_in_tanh_range(arch):
+    generator = models.build_generator(arch, 16)
+    noise = np.random.default_rng(0).normal(size=(5, 16)) * 50
+    for training in (False, True):
+        images = generator(noise, training=training)
+        assert images.shape == (5, 28, 28, 1)
+        assert np.all(np.abs(np.asarray(images)) <= 1)
 
 
-def test_discriminator_outputs_unbounded_logits_not_probabilities():
-    discriminator = models.build_discriminator("mlp")
+@pytest.mark.parametrize("arch", config.ARCHITECTURES)
+def test_discriminator_outputs_unbounded_logits_not_probabilities(arch):
+    discriminator = models.build_discriminator(arch)
     assert discriminator.layers[-1].activation.__name__ == "linear"  # no sigmoid layer
     images = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype("float32")
     discriminator.layers[-1].bias.assign([5.0])  # a logit past 1 cannot be a probability
     logits = np.asarray(discriminator(images, training=False))
     assert logits.shape == (64, 1) and logits.max() > 1
+
+
+def _convolution(layer) -> tuple:
+    return layer.filters, layer.kernel_size, layer.strides, layer.padding
+
+
+def _summary(model) -> list:
+    """(layer type, its defining setting) for every layer, to compare with a specification."""
+    described = {
+        keras.layers.Dense: lambda layer: (layer.units, layer.activation.__name__),
+        keras.layers.LeakyReLU: lambda layer: layer.negative_slope,
+        keras.layers.BatchNormalization: lambda layer: layer.momentum,
+        keras.layers.Dropout: lambda layer: layer.rate,
+        keras.layers.Conv2D: _convolution,
+        keras.layers.Conv2DTranspose: _convolution,
+        keras.layers.Reshape: lambda layer: layer.target_shape,
+        keras.layers.Flatten: lambda layer: None,
+    }
+    return [(type(layer).__name__, described[type(layer)](layer)) for layer in model.layers]
+
+
+def test_mlp_bn_is_the_upgraded_mlp_gan():
+    generator, discriminator = (
+        models.build_generator("mlp-bn", 100),
+        models.build_discriminator("mlp-bn"),
+    )
+    hidden = [
+        block
+        for units in (256, 512, 1024)
+        for block in (("Dense", (units, "linear")), ("LeakyReLU", 0.2), ("BatchNormalization", 0.8))
+    ]
+    assert _summary(generator) == [*hidden, ("Dense", (784, "tanh")), ("Reshape", (28, 28, 1))]
+    assert _summary(discriminator) == [
+        ("Flatten", None),
+        ("Dense", (512, "linear")),
+        ("LeakyReLU", 0.2),
+        ("Dense", (256, "linear")),
+        ("LeakyReLU", 0.2),
+        ("Dense", (1, "linear")),
+    ]
+    # noise 100 -> 256 -> 512 -> 1024 -> 784, with BatchNorm's 4 statistics per unit
+    assert generator.count_params() == (
+        (100 * 256 + 256) + (256 * 512 + 512) + (512 * 1024 + 1024) + (1024 * 784 + 784)
+    ) + 4 * (256 + 512 + 1024)
+
+
+def test_dcgan_upsamples_7x7x128_to_28x28_and_downsamples_with_strided_convolutions():
+    generator, discriminator = (
+        models.build_generator("dcgan", 100),
+        models.build_discriminator("dcgan"),
+    )
+    shapes = [tuple(layer.output.shape[1:]) for layer in generator.layers]
+    assert shapes == [
+        (7 * 7 * 128,),
+        (7 * 7 * 128,),
+        (7 * 7 * 128,),
+        (7, 7, 128),
+        (14, 14, 64),
+        (14, 14, 64),
+        (14, 14, 64),
+        (28, 28, 1),
+    ]
+    assert [name for name, _ in _summary(generator)].count("BatchNormalization") == 2
+    assert _summary(generator)[-1] == ("Conv2DTranspose", (1, (4, 4), (2, 2), "same"))
+    assert generator.layers[-1].activation.__name__ == "tanh"
+    assert _summary(discriminator) == [
+        ("Conv2D", (64, (4, 4), (2, 2), "same")),
+        ("LeakyReLU", 0.2),
+        ("Dropout", 0.3),
+        ("Conv2D", (128, (4, 4), (2, 2), "same")),
+        ("LeakyReLU", 0.2),
+        ("Dropout", 0.3),
+        ("Flatten", None),
+        ("Dense", (1, "linear")),
+    ]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "mlp-bn"])
+def test_hidden_widths_set_the_mlps_depth_and_widths(arch):
+    generator = models.build_generator(arch, 8, hidden=(32, 64, 128))
+    discriminator = models.build_discriminator(arch, hidden=(96, 48, 24))
+    dense = [d.units for d in generator.layers if isinstance(d, keras.layers.Dense)]
+    assert dense == [32, 64, 128, 784]
+    dense = [d.units for d in discriminator.layers if isinstance(d, keras.layers.Dense)]
+    assert dense == [96, 48, 24, 1]
+
+
+def test_deeper_textbook_discriminator_has_dropout_after_every_hidden_layer():
+    summary = _summary(models.build_discriminator("mlp", hidden=(512, 256)))
+    assert summary == [
+        ("Flatten", None),
+        ("Dense", (512, "relu")),
+        ("Dropout", 0.3),
+        ("Dense", (256, "relu")),
+        ("Dropout", 0.3),
+        ("Dense", (1, "linear")),
+    ]
+
+
+def test_the_defaults_are_the_widths_config_names():
+    for arch, (g_hidden, d_hidden) in config.MLP_HIDDEN.items():
+        default = models.build_generator(arch, 8), models.build_discriminator(arch)
+        given = (
+            models.build_generator(arch, 8, g_hidden),
+            models.build_discriminator(arch, d_hidden),
+        )
+        assert [_summary(m) for m in default] == [_summary(m) for m in given]
+
+
+def test_dcgan_refuses_hidden_widths():
+    with pytest.raises(ValueError, match="dcgan has fixed layers"):
+        models.build_generator("dcgan", 8, hidden=(256,))
+    with pytest.raises(ValueError, match="dcgan has fixed layers"):
+        models.build_discriminator("dcgan", hidden=(256,))
 
 
 def test_every_cli_architecture_has_builders():

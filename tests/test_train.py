@@ -141,6 +141,12 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
         (["--lr", "fast"], "--lr: expected a number, got 'fast'"),
         (["--beta1", "-0.1"], "--beta1 must be in [0, 1)"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be a number > 0"),
+        (["--arch", "vgg"], "--arch must be one of mlp, mlp-bn, dcgan, got 'vgg'"),
+        (["--g-hidden", "256,0"], "--g-hidden must be layer widths separated by commas"),
+        (
+            ["--arch", "dcgan", "--g-hidden", "256,512"],
+            "--arch dcgan has fixed layers; --g-hidden is for --arch mlp and mlp-bn only",
+        ),
         (["--resume"], "--resume needs --run NAME"),
         (["--resume", "--run", "nothing-here"], "no run to resume at"),
     ],
