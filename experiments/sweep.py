@@ -1,0 +1,408 @@
+"""One exercise of the chapter as an experiment: a few training runs that differ in some
+options, each scored by gan.evaluate, collected in a results directory a reader can look at.
+The exercise scripts (experiments/depth.py, noise_size.py, upgraded.py, fashion.py) each define
+an `Experiment` and call `main`:
+
+    python -m experiments.depth            # full mode: writes experiments/results/depth/
+    python -m experiments.depth --quick    # tiny data, 2 epochs: checks that everything runs
+
+Each run is an ordinary gan.train run in LOGDIR/<experiment>/<run> (default LOGDIR:
+logs/experiments), so `tensorboard --logdir logs/experiments/depth` compares the runs: the
+HParams dashboard lists every option of every run beside its final scalars, the eval/* scores
+included. The runs are evaluated during training (Config.eval_every) with gan.evaluate against
+the experiment's real data set; the table shows the last evaluation, after the last epoch.
+
+A finished run (it has generator.keras and eval.json) is not trained again: after a crash, the
+script continues with the runs that are missing, and a rerun only rebuilds the results. A run
+directory whose saved options differ from the experiment's, or an unfinished one, is an error:
+nothing is overwritten. The results directory (OUT) is rebuilt from the runs every time:
+
+    README.md      the table, the options every run shares, the command that made it
+    results.json   every number of the table, class histograms, the evaluations per epoch
+    <run>.png      10x10 samples of each run: the first 100 of the images it was scored on
+    curves.png     Fréchet distance and classifier score against epoch, one line per run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+SHARED_DATA = Path("../shared/data")  # relative to the project root, like every path here
+RESULTS = Path("experiments/results")
+QUICK_IMAGES = 256  # --quick: train and evaluate on this many images ...
+QUICK_OPTIONS = {"epochs": 2, "batch_size": 32, "eval_every": 1}  # ... for 2 short epochs
+QUICK_CLASSIFIER_EPOCHS = 2
+GRID_SIDE = 10  # <run>.png: 10x10 samples
+
+# The quality target (issue 7): classifier score >= 0.95 of the real images', all 10 classes
+# covered, KL(class histogram || uniform) <= 0.02 nats.
+TARGET_SCORE_RATIO, TARGET_CLASSES, TARGET_KL = 0.95, 10, 0.02
+
+# Options that say where a run lives or how often it reports, not what it trains.
+NOT_COMPARED = {"logdir", "run", "sample_every", "checkpoint_every", "eval_every"}
+# Options that change only how fast a run trains: compared, but not listed in the tables.
+NOT_SHOWN = {"jit", "steps_per_call", "profile_steps", "deterministic"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """name: results directory and run group; title: the table's heading; runs: run name ->
+    the gan.config.Config options of that run (beside `options`, shared by all runs);
+    dataset / data: the real images, for training (first `train_images` of them, all if None)
+    and for evaluation (all of them); notes: markdown printed under the table."""
+
+    name: str
+    title: str
+    runs: dict
+    options: dict = dataclasses.field(default_factory=dict)
+    dataset: str = "mnist"
+    data: Path = SHARED_DATA / "mnist"
+    train_images: int | None = None
+    notes: str = ""
+
+
+def main(experiment: Experiment, argv: list[str] | None = None) -> int:
+    """The command line of an exercise script (experiments/<experiment.name>.py). Exit status
+    0; 1 if a run diverged; 2 with one line on stderr for bad input (data, labels, an existing
+    run directory that does not match or did not finish)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(experiment).parse_args(argv)
+    from gan import data, safety
+    from gan.config import ConfigError
+
+    suffix = "-quick" if args.quick else ""
+    out = Path(args.out or RESULTS / (experiment.name + suffix))
+    logdir = Path(args.logdir) / (experiment.name + suffix)
+    data_path = Path(args.data or experiment.data)
+    try:
+        configs = run_configs(experiment, args.quick, data_path, logdir)
+        limit = next(iter(configs.values())).limit
+        images = data.load(experiment.dataset, str(data_path), limit)
+        finished = {name: _finished(config, len(images)) for name, config in configs.items()}
+        evaluator = _evaluator(experiment, args.quick, data_path, args.cache_dir)
+    except (ConfigError, data.DataError) as error:
+        print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
+        return 2
+
+    results = {}
+    for name, config in configs.items():
+        run_dir = logdir / name
+        if not finished[name]:
+            print(f"== {experiment.name}: training {name} in {run_dir}", flush=True)
+            try:
+                _train(config, run_dir, images, evaluator)
+            except safety.NonFiniteLoss as error:
+                print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
+                return 1
+        results[name] = run_result(run_dir, len(images) // config.batch_size)
+    command = shlex.join(["python", "-m", f"experiments.{experiment.name}", *argv])
+    write_results(out, experiment, results, evaluator.real_scores(), command)
+    print((out / "README.md").read_text())
+    return 0
+
+
+def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Path) -> dict:
+    """run name -> its gan.config.Config (validated: raises ConfigError)."""
+    from gan.config import Config
+
+    common = {
+        **experiment.options,
+        "dataset": experiment.dataset,
+        "data": str(data_path),
+        "limit": experiment.train_images,
+        "logdir": str(logdir),
+    }
+    if quick:
+        common.update(QUICK_OPTIONS, limit=QUICK_IMAGES)
+    return {
+        name: Config(**{**common, **opts, "run": name}) for name, opts in experiment.runs.items()
+    }
+
+
+def _finished(config, image_count: int) -> bool:
+    """Whether the run exists and is finished. Raises ConfigError if it exists but does not
+    match `config` or is unfinished: it is never overwritten."""
+    from gan.config import Config, ConfigError
+
+    run_dir = Path(config.logdir) / config.run
+    if not run_dir.exists():
+        return False
+    try:
+        saved = Config.from_json((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{run_dir} is not a finished run ({error}); remove it") from None
+    expected = config.resolved(image_count, has_gpu=False)
+    differing = [
+        f"{name} {getattr(saved, name)!r} (here {getattr(expected, name)!r})"
+        for name in _compared(Config)
+        if getattr(saved, name) != getattr(expected, name) and name != "jit"
+    ]
+    if differing:
+        raise ConfigError(
+            f"{run_dir} was trained with other options: {', '.join(differing)}; remove it or "
+            f"pass another --logdir"
+        )
+    if not ((run_dir / "generator.keras").is_file() and (run_dir / "eval.json").is_file()):
+        raise ConfigError(
+            f"{run_dir} did not finish; continue it with `python -m gan.train --logdir "
+            f"{config.logdir} --run {config.run} --resume`, or remove it"
+        )
+    return True
+
+
+def _compared(config_class) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_class) if f.name not in NOT_COMPARED]
+
+
+def _evaluator(experiment: Experiment, quick: bool, data_path: Path, cache_dir: str | None):
+    """The gan.evaluate.Evaluator of the experiment's real images (all of them; with --quick
+    the first QUICK_IMAGES, and a classifier trained for QUICK_CLASSIFIER_EPOCHS)."""
+    from gan.classifier import ClassifierSpec
+    from gan.evaluate import Evaluator
+
+    limit = QUICK_IMAGES if quick else None
+    spec = ClassifierSpec(epochs=QUICK_CLASSIFIER_EPOCHS) if quick else None
+    return Evaluator.for_dataset(
+        experiment.dataset, str(data_path), limit, cache_dir=cache_dir, spec=spec
+    )
+
+
+def _train(config, run_dir: Path, images, evaluator) -> None:
+    from gan.train import train
+
+    started = time.perf_counter()
+    train(config, run_dir, images, evaluator=evaluator)
+    seconds = time.perf_counter() - started
+    (run_dir / "wall_time.json").write_text(json.dumps({"seconds": round(seconds, 1)}) + "\n")
+
+
+def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
+    """What the results need of a finished run: its options, the last evaluation, every
+    evaluation's scores by epoch, speed and wall time."""
+    from gan.config import Config
+
+    saved = Config.from_json((run_dir / "config.json").read_text())
+    evaluations = json.loads((run_dir / "eval.json").read_text())
+    with open(run_dir / "history.csv", newline="") as file:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
+    evaluated = {record["epoch"] for record in evaluations}
+    # An epoch's time includes an evaluation when one ran, and the first one compiles the
+    # step: the median of the others is the training speed, robust to bursts of other load.
+    plain = [s for epoch, s in enumerate(seconds, 1) if epoch > 1 and epoch not in evaluated]
+    wall = json.loads((run_dir / "wall_time.json").read_text())["seconds"]
+    last = evaluations[-1]
+    return {
+        "run": run_dir.name,
+        "config": dataclasses.asdict(saved),
+        "epochs": saved.epochs,
+        "steps": saved.epochs * steps_per_epoch,
+        "steps_per_second": round(steps_per_epoch / statistics.median(plain or seconds), 1),
+        "wall_seconds": wall,
+        "generated": last["generated"],
+        "real": last["real"],
+        "curve": [
+            {"epoch": r["epoch"], **{k: r["generated"][k] for k in _CURVE}} for r in evaluations
+        ],
+    }
+
+
+_CURVE = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
+
+
+def meets_target(generated: dict, real: dict) -> bool:
+    return (
+        generated["classifier_score"] >= TARGET_SCORE_RATIO * real["classifier_score"]
+        and generated["classes_covered"] >= TARGET_CLASSES
+        and generated["class_kl"] <= TARGET_KL
+    )
+
+
+def write_results(out: Path, experiment: Experiment, results: dict, real: dict, command: str):
+    """Writes OUT/README.md, results.json, <run>.png and curves.png (see the module docstring)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in results:
+        _save_grid(out / f"{name}.png", Path(results[name]["config"]["logdir"]) / name)
+    _plot_curves(out / "curves.png", results)
+    record = {"experiment": experiment.name, "command": command, "real": real, "runs": results}
+    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "README.md").write_text(format_report(experiment, results, real, command))
+
+
+def format_report(experiment: Experiment, results: dict, real: dict, command: str) -> str:
+    """The markdown of OUT/README.md."""
+    configs = [r["config"] for r in results.values()]
+    varying = [
+        name
+        for name in configs[0]
+        if name not in NOT_COMPARED | NOT_SHOWN and len({json.dumps(c[name]) for c in configs}) > 1
+    ]
+    header = [
+        "run",
+        *map(_flag, varying),
+        "epochs (steps)",
+        "Fréchet distance ↓",
+        "classifier score ↑ (÷ real)",
+        "classes covered",
+        "KL(classes ‖ uniform) ↓",
+        "target",
+        "steps/s",
+        "wall time",
+    ]
+    rows = [
+        [
+            name,
+            *(_value(r["config"][option]) for option in varying),
+            f"{r['epochs']} ({r['steps']:,})",
+            f"{r['generated']['frechet_distance']:.2f}",
+            f"{r['generated']['classifier_score']:.3f} "
+            f"({r['generated']['classifier_score'] / real['classifier_score']:.3f})",
+            str(r["generated"]["classes_covered"]),
+            f"{r['generated']['class_kl']:.4f}",
+            "met" if meets_target(r["generated"], real) else "not met",
+            f"{r['steps_per_second']:.1f}",
+            _duration(r["wall_seconds"]),
+        ]
+        for name, r in results.items()
+    ]
+    rows.append(
+        [
+            "real images (held-out half)",
+            *[""] * len(varying),
+            "",
+            f"{real['frechet_distance']:.2f}",
+            f"{real['classifier_score']:.3f} (1.000)",
+            str(real["classes_covered"]),
+            f"{real['class_kl']:.4f}",
+            "",
+            "",
+            "",
+        ]
+    )
+    shared = {
+        _flag(name): _value(value)
+        for name, value in configs[0].items()
+        if name not in NOT_COMPARED | NOT_SHOWN and name not in varying and value is not None
+    }
+    grids = [f"![{name}]({name}.png)" for name in results]
+    lines = [
+        f"# {experiment.title}",
+        "",
+        _table(header, rows),
+        "",
+        f"Every run: {', '.join(f'{k} {v}' for k, v in shared.items())}. Scores of "
+        f"{real['n']:,} samples (noise seed 0) against the real images with gan.evaluate; the "
+        f"evaluation classifier is {100 * real['classifier_accuracy']:.1f} % accurate on the "
+        f"held-out real half. Target: classifier score >= {TARGET_SCORE_RATIO} of the real "
+        f"images', {TARGET_CLASSES} classes covered, KL <= {TARGET_KL}. steps/s: the median "
+        "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
+        "wall time: the whole run, compiling, evaluations and checkpoints included.",
+        "",
+        *([experiment.notes, ""] if experiment.notes else []),
+        "Samples (the first 100 scored images of each run):",
+        "",
+        _table(list(results), [grids]),
+        "",
+        "Scores during training: ![curves](curves.png)",
+        "",
+        f"Made by `{command}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _value(value) -> str:
+    return "—" if value is None else str(value)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def _save_grid(path: Path, run_dir: Path) -> None:
+    """The first GRID_SIDE² images the run was evaluated on (gan.generate, seed 0)."""
+    import keras
+
+    from gan.generate import generate
+    from gan.images import make_grid, save_png
+
+    generator = keras.models.load_model(run_dir / "generator.keras", compile=False)
+    images = generate(generator, GRID_SIDE * GRID_SIDE, seed=0)
+    save_png(make_grid(images, GRID_SIDE, GRID_SIDE), path)
+
+
+def _plot_curves(path: Path, results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, result in results.items():
+        epochs = [point["epoch"] for point in result["curve"]]
+        left.plot(epochs, [p["frechet_distance"] for p in result["curve"]], "o-", label=name)
+        right.plot(epochs, [p["classifier_score"] for p in result["curve"]], "o-", label=name)
+    left.set(xlabel="epoch", ylabel="Fréchet distance (lower is better)", yscale="log")
+    right.set(xlabel="epoch", ylabel="classifier score (higher is better)")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def _prog(experiment: Experiment) -> str:
+    return f"python -m experiments.{experiment.name}"
+
+
+def _parser(experiment: Experiment) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_prog(experiment),
+        description=f"{experiment.title}. Trains each run (see the script), evaluates it "
+        "with gan.evaluate and writes the table, sample grids and curves to OUT.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"tiny run to check that everything works: the first {QUICK_IMAGES} images, "
+        f"{QUICK_OPTIONS['epochs']} epochs of batches of {QUICK_OPTIONS['batch_size']}, a "
+        f"classifier trained for {QUICK_CLASSIFIER_EPOCHS} epochs; writes to "
+        f"{experiment.name}-quick directories",
+    )
+    parser.add_argument(
+        "--data",
+        help=f"the real images with their labels (default: {experiment.data}, relative to "
+        "the project: ../shared/data/...)",
+    )
+    parser.add_argument(
+        "--logdir",
+        default="logs/experiments",
+        help="where the runs go: LOGDIR/NAME/RUN (default: logs/experiments)",
+    )
+    parser.add_argument(
+        "--out",
+        help=f"results directory (default: experiments/results/{experiment.name}, with "
+        f"--quick experiments/results/{experiment.name}-quick)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        help="where evaluation classifiers are cached (default: gan.evaluate's)",
+    )
+    return parser

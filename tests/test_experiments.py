@@ -1,0 +1,94 @@
+"""The exercise scripts (experiments/) run end to end in --quick mode on tiny labelled data, write
+their results, reuse finished runs and refuse to overwrite runs that do not match."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from experiments import sweep
+from gan.config import flag
+
+SCRIPTS = ["depth", "noise_size", "upgraded", "fashion"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One classifier cache for the module: the quick classifier is trained once."""
+    return tmp_path_factory.mktemp("classifiers")
+
+
+def _quick(experiment, tmp_path, data_dir, cache_dir) -> int:
+    argv = ["--quick", "--data", str(data_dir), "--logdir", str(tmp_path / "logs")]
+    argv += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir)]
+    return sweep.main(experiment, argv)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_quick_mode_writes_table_grids_curves_and_hparams(script, tmp_path, data_dir, cache_dir):
+    experiment = importlib.import_module(f"experiments.{script}").EXPERIMENT
+    assert experiment.name == script  # `python -m experiments.<name>` is its command
+
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+
+    out = tmp_path / "out"
+    record = json.loads((out / "results.json").read_text())
+    assert list(record["runs"]) == list(experiment.runs)
+    readme = (out / "README.md").read_text()
+    for name, run in record["runs"].items():
+        assert run["epochs"] == sweep.QUICK_OPTIONS["epochs"]
+        assert run["steps"] == 2 * (sweep.QUICK_IMAGES // sweep.QUICK_OPTIONS["batch_size"])
+        assert [point["epoch"] for point in run["curve"]] == [1, 2]
+        assert run["generated"]["n"] == sweep.QUICK_IMAGES // 2  # the held-out half
+        assert run["steps_per_second"] > 0 and run["wall_seconds"] > 0
+        for option, value in experiment.runs[name].items():
+            assert run["config"][option] == value
+        assert f"| {name} |" in readme and (out / f"{name}.png").stat().st_size > 0
+        # Each run logged its options to the HParams plugin and the eval scores as scalars.
+        events = event_accumulator.EventAccumulator(
+            str(tmp_path / "logs" / f"{script}-quick" / name)
+        )
+        events.Reload()
+        assert "_hparams_/session_start_info" in events.summary_metadata
+        assert "eval/frechet_distance" in events.Tags()["tensors"]
+    header = readme.splitlines()[2]  # the options that differ between runs are columns
+    varying = {option for options in experiment.runs.values() for option in options}
+    assert all(f" {flag(option)} |" in header for option in varying), header
+    assert "| real images (held-out half) |" in readme
+    assert f"Made by `python -m experiments.{script} --quick" in readme
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_a_rerun_reuses_finished_runs_and_refuses_runs_with_other_options(
+    tmp_path, data_dir, cache_dir, capsys
+):
+    experiment = sweep.Experiment(
+        name="tiny", title="Tiny", runs={"a": {"noise_dim": 4}, "b": {"noise_dim": 8}}
+    )
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+    first = (tmp_path / "out" / "results.json").read_text()
+    capsys.readouterr()
+
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+    assert "== tiny: training" not in capsys.readouterr().out  # nothing trained again
+    assert (tmp_path / "out" / "results.json").read_text() == first
+
+    changed = dataclasses.replace(experiment, runs={"a": {"noise_dim": 16}})
+    assert _quick(changed, tmp_path, data_dir, cache_dir) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "tiny-quick/a was trained with other options: noise_dim 4 (here 16)" in error
+
+
+def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
+    tmp_path, data_dir, cache_dir, capsys
+):
+    experiment = sweep.Experiment(name="tiny", title="Tiny", runs={"a": {}})
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+    (tmp_path / "logs" / "tiny-quick" / "a" / "generator.keras").unlink()  # as after a kill
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 2
+    assert "did not finish; continue it with `python -m gan.train" in capsys.readouterr().err
