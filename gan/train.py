@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import data
+from gan import data, distribute
 from gan.config import Config, ConfigError
 
 PROG = "python -m gan.train"
@@ -31,7 +31,8 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
     """Trains the GAN `config` describes and writes the run to `run_dir` (which must not exist).
 
     images: uint8 (N, 28, 28), already loaded and checked by the caller; loaded from
-    config.dataset / config.data / config.limit if None. Returns the trained GAN.
+    config.dataset / config.data / config.limit if None. Trains under config.strategy (every
+    worker of a multiworker run calls this). Returns the trained GAN.
     """
     # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
     # instantly instead of after the seconds TensorFlow takes to load.
@@ -41,6 +42,9 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
     from gan import callbacks
     from gan.gan import build_gan
 
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
+    strategy = distribute.make_strategy(config.strategy)
+    distribute.check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
     if images is None:
         images = data.load(config.dataset, config.data, config.limit)
     config = config.resolved(len(images), has_gpu=bool(tf.config.list_physical_devices("GPU")))
@@ -49,7 +53,8 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None):
     (run_dir / "config.json").write_text(config.to_json())
 
     keras.utils.set_random_seed(config.seed)  # weights, dropout; noise and shuffling seed below
-    model = build_gan(config)
+    with strategy.scope():
+        model = build_gan(config)
     steps_per_epoch = len(images) // config.batch_size
     dataset = data.make_dataset(images, config.batch_size, config.seed, config.epochs)
     fixed_noise = np.random.default_rng(config.seed).standard_normal(
@@ -84,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(**Config.given_options(args))
         config = config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
         run_dir = Path(config.logdir) / config.run
-        _check_run_dir(run_dir)
+        chief = distribute.is_chief(config.strategy)  # only the chief writes run_dir
+        if chief:
+            _check_run_dir(run_dir)
         images = data.load(config.dataset, config.data, config.limit)
         if len(images) < config.batch_size:
             raise ConfigError(
@@ -95,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
-    print(f"Training on {len(images)} images; writing {run_dir}", flush=True)
+    note = "" if chief else " (the chief worker does; this one's output is discarded)"
+    print(f"Training on {len(images)} images; writing {run_dir}{note}", flush=True)
     try:
-        train(config, run_dir, images)
+        with distribute.output_dir(run_dir, chief) as output:
+            train(config, output, images)
+    except ConfigError as error:  # found once TensorFlow knows the devices: nothing written
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"\nInterrupted; what was written so far is in {run_dir}", file=sys.stderr)
         return 130
