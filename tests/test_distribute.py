@@ -8,12 +8,15 @@ is not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import keras
 import numpy as np
@@ -29,36 +32,44 @@ SCRIPT = PROJECT_ROOT / "tests" / "distributed_runs.py"
 TIMEOUT = 300  # seconds for a distributed run; a few steps take ~20 s on 2 busy cores
 
 
-def _python(*args, env=None, **kwargs):
-    """A fresh Python process running this checkout's gan package."""
-    return subprocess.Popen(
+def _python(*args, env=None):
+    """A fresh Python process running this checkout's gan package. Its output goes to files
+    rather than pipes: a worker blocked on a full pipe would stall its whole cluster."""
+    stdout, stderr = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(
         [sys.executable, *map(str, args)],
         cwd=PROJECT_ROOT,
         env={**(env or os.environ), "PYTHONPATH": str(PROJECT_ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
         start_new_session=True,  # its own process group, so that it can be killed whole
-        **kwargs,
     )
+    process.outputs = stdout, stderr
+    return process
 
 
 def _finish(processes, timeout=TIMEOUT) -> list[tuple[int, str, str]]:
     """Waits for all processes (together at most `timeout` seconds), then kills whatever
-    still runs. Returns (status, stdout, stderr) of each; a killed process has status None."""
-    results = []
+    still runs (status -9). Returns (status, stdout, stderr) of each."""
+    deadline = time.monotonic() + timeout
     try:
         for process in processes:
-            try:
-                out, err = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                out, err = "", f"killed after {timeout} s"
-            results.append((process.returncode, out, err))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
     finally:
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+    results = []
+    for process in processes:
+        texts = []
+        for output in process.outputs:
+            output.seek(0)
+            texts.append(output.read())
+            output.close()
+        results.append((process.returncode, *texts))
     return results
 
 
