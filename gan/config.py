@@ -17,6 +17,8 @@ import typing
 
 DATASETS = ("mnist", "fashion_mnist")
 ARCHITECTURES = ("mlp",)  # keys of gan.models.ARCHITECTURES (kept here: no TensorFlow import)
+STRATEGIES = ("default", "mirrored", "multiworker")  # see gan.distribute.make_strategy
+MIXED_PRECISIONS = ("float16", "bfloat16")
 
 
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
@@ -113,6 +115,20 @@ class Config:
         "training steps per compiled call, to save round trips to Python; a run uses the "
         "largest divisor of its steps per epoch not above this, so no call spans two epochs",
         _positive,
+    )
+    strategy: str = _option(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (every GPU of this machine, "
+        "else its CPU) or multiworker (several machines, each described by the TF_CONFIG "
+        "environment variable; see README, Scaling out). --batch-size is the global batch, "
+        "split evenly over the replicas",
+        choices=STRATEGIES,
+    )
+    mixed_precision: str | None = _option(
+        None,
+        "compute in float16 (with dynamic loss scaling) or bfloat16, keeping variables, "
+        "logits, images and losses in float32 (default: float32 throughout)",
+        choices=MIXED_PRECISIONS,
     )
     sample_every: int = _option(
         10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive

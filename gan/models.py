@@ -12,6 +12,10 @@ from keras import layers
 
 IMAGE_SHAPE = (28, 28, 1)
 IMAGE_SIZE = 28 * 28
+# Under a mixed-precision policy the networks compute in float16 or bfloat16, but their last
+# layers output float32: logits feed the losses, whose logs and sums need float32's precision,
+# and images are float32 everywhere else. Under the default float32 policy this changes nothing.
+OUTPUT_DTYPE = "float32"
 
 
 def mlp_generator(noise_dim: int) -> keras.Sequential:
@@ -23,7 +27,7 @@ def mlp_generator(noise_dim: int) -> keras.Sequential:
             layers.Dense(256, activation="relu"),
             layers.Dense(512, activation="relu"),
             layers.Dense(IMAGE_SIZE, activation="tanh"),
-            layers.Reshape(IMAGE_SHAPE),
+            layers.Reshape(IMAGE_SHAPE, dtype=OUTPUT_DTYPE),
         ],
         name="generator",
     )
@@ -37,7 +41,7 @@ def mlp_discriminator() -> keras.Sequential:
             layers.Flatten(),
             layers.Dense(256, activation="relu"),
             layers.Dropout(0.3),
-            layers.Dense(1),
+            layers.Dense(1, dtype=OUTPUT_DTYPE),
         ],
         name="discriminator",
     )

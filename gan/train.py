@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints, data, safety
+from gan import checkpoints, data, distribute, safety
 from gan.config import Config, ConfigError, parse_step_range
 
 PROG = "python -m gan.train"
@@ -45,7 +45,8 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None, resum
     `run_dir` from its latest checkpoint; `config` is the run's saved config (see
     Config.resumed_with), its `epochs` may be larger than before.
     images: uint8 (N, 28, 28), already loaded and checked by the caller; loaded from
-    config.dataset / config.data / config.limit if None.
+    config.dataset / config.data / config.limit if None. Trains under config.strategy (every
+    worker of a multiworker run calls this).
 
     Raises ConfigError (CheckpointError) before writing anything if the run directory cannot be
     created or the checkpoint cannot be resumed; safety.NonFiniteLoss if training diverges;
@@ -66,6 +67,9 @@ class Training:
 
         from gan.gan import build_gan
 
+        # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
+        strategy = distribute.make_strategy(config.strategy)
+        distribute.check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
         self.run_dir = run_dir = Path(run_dir)
         self.images = (
             data.load(config.dataset, config.data, config.limit) if images is None else images
@@ -75,8 +79,9 @@ class Training:
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)  # weights, dropout; noise, shuffling: below
-        # Keras turns XLA off under op determinism (with a warning): say so up front instead.
-        self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
+        with strategy.scope():
+            # Keras turns XLA off under op determinism (with a warning): say so up front.
+            self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
         self.checkpoints = checkpoints.Checkpoints(
             self.model, run_dir / "checkpoints", checkpoints.fingerprint(self.images)
         )
@@ -157,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _resolve_config(args)
         run_dir = Path(config.logdir) / config.run
-        _check_run_dir(run_dir, args.resume)
+        chief = distribute.is_chief(config.strategy)  # only the chief writes run_dir
+        if chief:
+            _check_run_dir(run_dir, args.resume)
         safety.signal_hook_from_env()
         images = data.load(config.dataset, config.data, config.limit)
         if len(images) < config.batch_size:
@@ -172,16 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     resume_command = shlex.join(
         [*PROG.split(), "--logdir", config.logdir, "--run", config.run, "--resume"]
     )
+    note = "" if chief else " (the chief worker does; this one's output is discarded)"
     try:
-        try:
-            with _native_stderr_held_back(unless=ConfigError):
-                training = Training(config, run_dir, images, resume=args.resume)
-        except ConfigError as error:  # the run directory or checkpoint; nothing was written
-            return _usage_error(error)
-        if args.resume:
-            print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
-        print(f"Training on {len(images)} images; writing {run_dir}", flush=True)
-        training.run()
+        with distribute.output_dir(run_dir, chief) as output:
+            try:
+                with _native_stderr_held_back(unless=ConfigError):
+                    training = Training(config, output, images, resume=args.resume)
+            except ConfigError as error:  # run directory, checkpoint, devices: nothing written
+                return _usage_error(error)
+            if args.resume:
+                print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
+            print(f"Training on {len(images)} images; writing {run_dir}{note}", flush=True)
+            training.run()
     except safety.NonFiniteLoss as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
