@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -48,3 +49,30 @@ def data_dir(tmp_path, images) -> Path:
     write_idx(directory / "t10k-images-idx3-ubyte.gz", images)
     write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.arange(len(images)) % 10)
     return directory
+
+
+def make_labelled_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (count, 28, 28) and labels (count,) 0-9: class k is a blob at the k-th of ten
+    places on a circle (jittered by a pixel), so a small classifier tells them apart at once."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    angles = 2 * np.pi * labels / 10
+    centres = 14 + 8 * np.stack([np.sin(angles), np.cos(angles)], axis=1)
+    centres += rng.uniform(-1, 1, size=(count, 2))
+    rows, cols = np.mgrid[:28, :28]
+    distance = np.hypot(rows - centres[:, 0, None, None], cols - centres[:, 1, None, None])
+    images = np.clip(255 * np.exp(-((distance / 3) ** 2)), 0, 255).astype(np.uint8)
+    return images, labels.astype(np.uint8)
+
+
+# TensorFlow 2.21's C++ start-up lines (absl logging before InitializeLog: always on stderr,
+# whatever TF_CPP_MIN_LOG_LEVEL says).
+_TENSORFLOW_LOG = re.compile(r"WARNING: All log messages before absl|[IWE]\d{4} |To enable the")
+
+
+def assert_usage_error(result, message: str) -> None:
+    """A command refused bad input: exit status 2, no traceback, and apart from TensorFlow's
+    start-up lines exactly one line on stderr, naming the problem."""
+    lines = [line for line in result.stderr.splitlines() if not _TENSORFLOW_LOG.match(line)]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and message in lines[0], result.stderr
