@@ -38,7 +38,13 @@ from gan.config import Config, ConfigError, parse_step_range
 PROG = "python -m gan.train"
 
 
-def train(config: Config, run_dir: Path, images: np.ndarray | None = None, resume: bool = False):
+def train(
+    config: Config,
+    run_dir: Path,
+    images: np.ndarray | None = None,
+    resume: bool = False,
+    evaluator=None,
+):
     """Trains the GAN `config` describes, writing the run to `run_dir`; returns the trained GAN.
 
     resume=False: a new run; `run_dir` must not exist. resume=True: continues the run in
@@ -46,19 +52,21 @@ def train(config: Config, run_dir: Path, images: np.ndarray | None = None, resum
     Config.resumed_with), its `epochs` may be larger than before.
     images: uint8 (N, 28, 28), already loaded and checked by the caller; loaded from
     config.dataset / config.data / config.limit if None.
+    evaluator: the gan.evaluate.Evaluator that config.eval_every uses; if None, one is built
+    for config.dataset / config.data (all of its images, not only the first --limit).
 
     Raises ConfigError (CheckpointError) before writing anything if the run directory cannot be
     created or the checkpoint cannot be resumed; safety.NonFiniteLoss if training diverges;
     safety.Interrupted after SIGINT or SIGTERM, once the current epoch is checkpointed.
     """
-    return Training(config, run_dir, images, resume).run()
+    return Training(config, run_dir, images, resume, evaluator).run()
 
 
 class Training:
     """`train` in two parts: construction checks everything and prepares the run directory
     (raising ConfigError before writing anything if the run cannot go ahead), `run()` trains."""
 
-    def __init__(self, config, run_dir, images=None, resume=False):
+    def __init__(self, config, run_dir, images=None, resume=False, evaluator=None):
         # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
         # instantly instead of after the seconds TensorFlow takes to load.
         import keras
@@ -72,6 +80,14 @@ class Training:
         )
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
         self.config = config = config.resolved(len(self.images), has_gpu)
+        self.evaluator = evaluator
+        if config.eval_every and evaluator is None:
+            from gan.evaluate import Evaluator
+
+            try:  # may train the classifier; reads only its own random state, never the global
+                self.evaluator = Evaluator.for_dataset(config.dataset, config.data)
+            except data.DataError as error:  # e.g. no label files: bad input, nothing written
+                raise ConfigError(f"--eval-every: {error}") from None
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)  # weights, dropout; noise, shuffling: below
@@ -135,6 +151,7 @@ class Training:
                             config.epochs,
                         ),
                         callbacks.History(self.history_csv, run_dir / "losses.png"),
+                        *([self._evaluation(writer)] if config.eval_every else []),
                         *([callbacks.SendSignal(hook, steps_per_epoch)] if hook else []),
                         # after every per-epoch writer: the checkpoint commits the epoch
                         callbacks.SaveCheckpoints(
@@ -150,6 +167,12 @@ class Training:
         if stop.signum is not None and self.epochs_done < config.epochs:
             raise safety.Interrupted(stop.signum, self.epochs_done, config.epochs)
         return self.model
+
+    def _evaluation(self, writer):
+        from gan.callbacks import Evaluation
+
+        every, epochs = self.config.eval_every, self.config.epochs
+        return Evaluation(self.evaluator, self.run_dir, writer, every, epochs)
 
 
 def main(argv: list[str] | None = None) -> int:
