@@ -43,6 +43,7 @@ from gan.generate import (
 
 PROG = "python -m gan.evaluate"
 SPLIT_SEED = 0
+CLASS_GRID_COLUMNS = 10
 SCORES = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
 
 
@@ -144,18 +145,36 @@ def evaluate(images: np.ndarray, real_images: np.ndarray, real_labels: np.ndarra
     return Evaluator(real_images, real_labels, **kwargs).evaluate(images)
 
 
+def class_rows(images: np.ndarray, votes: np.ndarray, per_class: int) -> np.ndarray:
+    """uint8 (10 * per_class, 28, 28) for a grid with one row per class: row k holds the first
+    `per_class` images (in sample order, not the most confident) voted class k, black where
+    there are fewer."""
+    rows = np.zeros((10, per_class, *images.shape[1:]), np.uint8)
+    for label in range(10):
+        chosen = images[votes == label][:per_class]
+        rows[label, : len(chosen)] = chosen
+    return rows.reshape(-1, *images.shape[1:])
+
+
 # --- reporting -------------------------------------------------------------------------------
 
 
 def format_table(result: dict, label: str) -> str:
-    """The markdown table of an evaluate() result: the samples' row and the real floor."""
-    real = result["real"]
+    """Markdown of an evaluate() result: the scores of the samples and of the real floor, the
+    share of each class by the classifier's vote, and the classifier's accuracy."""
+    generated, real = result["generated"], result["real"]
+    real_label = "real (held-out half of the real images)"
     rows = [
         "| images | n | Fréchet distance ↓ | classifier score ↑ | classes covered ↑ "
         "| KL(classes ‖ uniform) ↓ |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-        _table_row(label, result["generated"]),
-        _table_row("real (held-out half of the real images)", real),
+        _table_row(label, generated),
+        _table_row(real_label, real),
+        "",
+        "| % of images per class | " + " | ".join(map(str, range(10))) + " |",
+        "| --- |" + " ---: |" * 10,
+        _histogram_row(label, generated),
+        _histogram_row(real_label, real),
     ]
     classifier = result["classifier"]
     origin = "loaded from" if classifier["cached"] else "trained and saved to"
@@ -163,6 +182,10 @@ def format_table(result: dict, label: str) -> str:
         f"\n\nClassifier: {100 * real['classifier_accuracy']:.2f} % accurate on the "
         f"{real['n']} held-out real images; {origin} {classifier['path']}"
     )
+
+
+def _histogram_row(label: str, scores: dict) -> str:
+    return f"| {label} | " + " | ".join(f"{100 * h:.1f}" for h in scores["class_histogram"]) + " |"
 
 
 def _table_row(label: str, scores: dict) -> str:
@@ -198,11 +221,24 @@ def log_scalars(writer, result: dict, step: int) -> None:
     writer.flush()
 
 
+def read_records(path: Path) -> list:
+    """The records of a JSON list file such as eval.json ([] if it does not exist). Raises
+    ConfigError if it holds anything else, so that appending can never clobber it."""
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text()) if path.exists() else []
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(records, list):
+        raise ConfigError(f"{path}: not a list of evaluation records; choose another file")
+    return records
+
+
 def append_record(path: Path, record: dict) -> None:
     """Appends a record to a JSON list file (created if missing), atomically: earlier
     evaluations are never lost, and a crash never leaves a half-written file."""
     path = Path(path)
-    records = json.loads(path.read_text()) if path.exists() else []
+    records = read_records(path)
     records.append({"time": datetime.datetime.now().isoformat(timespec="seconds"), **record})
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(records, indent=2) + "\n")
@@ -217,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source, samples = _check_sources(args)
         json_path = check_output(args.json, ".json", "--json", overwrite=True)
+        grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
         if json_path is None and source is not None and source.run_dir is not None:
             json_path = source.run_dir / "eval.json"
+        if json_path is not None:
+            read_records(json_path)  # refuse a file that cannot be appended to, before any work
         dataset, data_path = _real_data(args, source)
         generator = source.load() if source else None
         evaluator = Evaluator.for_dataset(dataset, data_path, args.limit, cache_dir=args.cache_dir)
@@ -232,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     label = source.describe() if source else args.samples
     print(format_table(result, label))
 
+    if grid_path is not None:
+        from gan.images import make_grid, save_png
+
+        votes = evaluator.classifier.predict(samples)[1].argmax(axis=1)
+        grid = make_grid(class_rows(samples, votes, CLASS_GRID_COLUMNS), 10, CLASS_GRID_COLUMNS)
+        save_png(grid.repeat(2, axis=0).repeat(2, axis=1), grid_path)
+        print(f"Wrote {grid_path}: row k holds the first images the classifier calls k")
     if json_path is not None:
         record = {
             "samples": str(source.path) if source else args.samples,
@@ -318,6 +364,15 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir",
         help="where trained classifiers are cached (default: $GAN_CACHE_DIR, else "
         "$XDG_CACHE_HOME/gan/classifiers, else ~/.cache/gan/classifiers)",
+    )
+    parser.add_argument(
+        "--class-grid",
+        metavar="FILE.png",
+        help="also write a 10-row grid: row k holds the first 10 scored images the classifier "
+        "calls class k (black where fewer), to check the class numbers by eye",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --class-grid if it exists"
     )
     parser.add_argument(
         "--json",

@@ -85,8 +85,7 @@ class GeneratorSource:
         try:
             return keras.models.load_model(self.path, compile=False)
         except Exception as error:  # keras raises many types for unreadable files
-            message = " ".join(str(error).split())[:200]
-            raise ConfigError(f"{self.path}: cannot load the model ({message})") from None
+            raise ConfigError(f"{self.path}: cannot load the model ({_one_line(error)})") from None
 
     def _restore(self):
         import tensorflow as tf
@@ -95,7 +94,13 @@ class GeneratorSource:
 
         config = run_config(self.run_dir)
         generator = build_generator(config.arch, config.noise_dim)
-        status = tf.train.Checkpoint(**{CHECKPOINT_GENERATOR: generator}).restore(str(self.path))
+        checkpoint = tf.train.Checkpoint(**{CHECKPOINT_GENERATOR: generator})
+        try:
+            status = checkpoint.restore(str(self.path))
+        except Exception as error:  # TF raises OpErrors, IndexError, ... for damaged files
+            raise ConfigError(
+                f"--checkpoint {self.path}: cannot read it ({_one_line(error)})"
+            ) from None
         status.expect_partial()  # optimizers, discriminator, counters: not needed here
         try:
             status.assert_existing_objects_matched()
@@ -126,8 +131,12 @@ def generate(generator, n: int, seed: int = 0, batch_size: int = 1000) -> np.nda
 
 
 def run_config(run_dir: Path) -> Config:
-    """The Config a run was trained with (its config.json)."""
-    return Config.from_json((Path(run_dir) / "config.json").read_text())
+    """The Config a run was trained with (its config.json). Raises ConfigError if unreadable."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return Config.from_json(path.read_text())
+    except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: not a readable run config ({error})") from None
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -213,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         save_png(make_grid(images, args.rows, args.cols, scale=args.scale), png)
         print(f"Wrote a {args.rows}x{args.cols} grid from {source.describe()} to {png}")
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
 
 
 def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,19 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def run_module(module: str, *args, cwd=PROJECT_ROOT, env=None) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` (arguments str()-ed) with this checkout's `gan` first on the path,
+    output captured as text. env: variables to set on top of the current environment."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
+    )
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 from conftest import make_labelled_images
 
 from gan import classifier
+from gan.config import ConfigError
 
 QUICK = classifier.ClassifierSpec(epochs=3, batch_size=32)
 
@@ -48,7 +49,7 @@ def test_training_is_reproducible_and_leaves_global_random_state_alone(labelled)
 def test_second_load_comes_from_the_cache(tmp_path, labelled, monkeypatch):
     images, labels = labelled
     model, info = classifier.load_or_train(images, labels, QUICK, cache_dir=tmp_path)
-    assert info["cached"] is False and info["images"] == 200
+    assert info["cached"] is False and info["images"] == 200 and info["spec"]["epochs"] == 3
     key = classifier.cache_key(images, labels, QUICK)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{key}.json", f"{key}.keras"]
     assert json.loads((tmp_path / f"{key}.json").read_text())["spec"]["epochs"] == 3
@@ -93,6 +94,12 @@ def test_cache_key_changes_with_images_labels_and_spec(labelled):
     assert classifier.cache_key(images, np.roll(labels, 1), QUICK) != key
     assert classifier.cache_key(images, labels, classifier.ClassifierSpec(epochs=4)) != key
     assert classifier.cache_key(images[:100], labels[:100], QUICK) != key
+
+
+def test_an_unwritable_cache_directory_is_a_config_error_before_training(tmp_path, labelled):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="cannot create the classifier cache"):
+        classifier.load_or_train(*labelled, QUICK, cache_dir=tmp_path / "file" / "cache")
 
 
 def test_cache_directory_from_environment(monkeypatch, tmp_path):

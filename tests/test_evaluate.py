@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, assert_usage_error, make_labelled_images, write_idx
+from conftest import PROJECT_ROOT, assert_usage_error, make_labelled_images, run_module, write_idx
+from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
@@ -52,14 +50,7 @@ def labelled_dir(tmp_path):
 
 def run_cli(*args, cache_dir, module="gan.evaluate", cwd=PROJECT_ROOT):
     """`python -m MODULE ARGS` with its classifier cache in cache_dir."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), CACHE_ENV: str(cache_dir)},
-    )
+    return run_module(module, *args, cwd=cwd, env={CACHE_ENV: str(cache_dir)})
 
 
 def _scalars(run_dir) -> dict:
@@ -128,7 +119,17 @@ def test_table_shows_both_rows_and_the_classifier(evaluator):
     assert lines[0].startswith("| images | n | Fréchet distance")
     assert lines[2].startswith("| my samples | 50 | ")
     assert lines[3].startswith("| real (held-out half of the real images) | 200 | ")
+    assert lines[7].startswith("| my samples | 10.0 | 10.0 | ")  # 5 images of each class
     assert "% accurate on the 200 held-out real images" in table
+
+
+def test_class_rows_put_each_class_in_its_row_and_pad_with_black():
+    images = np.arange(1, 8, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+    votes = np.array([3, 1, 3, 3, 3, 0, 1])  # image i is filled with the value i + 1
+    rows = evaluate.class_rows(images, votes, per_class=3).reshape(10, 3, 28, 28)[..., 0, 0]
+    assert rows[3].tolist() == [1, 3, 4]  # the first three voted 3, in sample order
+    assert rows[1].tolist() == [2, 7, 0] and rows[0].tolist() == [6, 0, 0]
+    assert not rows[[2, 4, 5, 6, 7, 8, 9]].any()
 
 
 def test_labels_outside_0_to_9_are_refused(tmp_path):
@@ -179,15 +180,13 @@ def test_cli_scores_a_samples_file(tmp_path, labelled_dir, cache_dir):
     samples = tmp_path / "samples.npz"
     np.savez(samples, images=make_labelled_images(60, seed=4)[0])
     result = run_cli(
-        "--samples",
-        samples,
-        "--data",
-        labelled_dir,
-        "--json",
-        tmp_path / "e.json",
+        *("--samples", samples, "--data", labelled_dir, "--json", tmp_path / "e.json"),
+        *("--class-grid", tmp_path / "classes.png"),
         cache_dir=cache_dir,
     )
     assert result.returncode == 0, result.stderr
+    grid = np.asarray(Image.open(tmp_path / "classes.png"))
+    assert grid.shape == ((10 * 30 + 2) * 2, (10 * 30 + 2) * 2)
     assert f"| {samples} | 60 |" in result.stdout
     (record,) = json.loads((tmp_path / "e.json").read_text())
     assert record["samples"] == str(samples) and record["epoch"] is None
@@ -205,10 +204,13 @@ def test_cli_scores_a_samples_file(tmp_path, labelled_dir, cache_dir):
         (["--samples", "s.npz", "--data", "UNLABELLED"], "no label file"),
         (["--samples", "s.npz", "--n", "1"], "must be >= 2"),
         (["--samples", "s.npz", "--dataset", "cifar"], "invalid choice"),
+        (["--samples", "s.npz", "--class-grid", "s.npz"], "must end in .png"),
+        (["--samples", "s.npz", "--json", "dict.json"], "not a list of evaluation records"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message):
     np.savez(tmp_path / "s.npz", images=make_labelled_images(10)[0])
+    (tmp_path / "dict.json").write_text('{"not": "a list"}')
     (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
     args = [str(data_dir) if a == "UNLABELLED" else a for a in args]
     result = run_cli(*args, cache_dir=tmp_path / "c", cwd=tmp_path)
@@ -221,6 +223,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message)
     [
         ("gan.evaluate", ["--run", "--generator", "--checkpoint", "--seed", "--samples", "--n"]),
         ("gan.evaluate", ["--dataset", "--data", "--limit", "--cache-dir", "--json"]),
+        ("gan.evaluate", ["--class-grid", "--overwrite"]),
         ("gan.generate", ["--run", "--generator", "--checkpoint", "--seed", "--n", "--out"]),
         ("gan.generate", ["--png", "--rows", "--cols", "--scale", "--overwrite"]),
         ("gan.train", ["--eval-every"]),
@@ -278,3 +281,27 @@ def test_evaluating_during_training_does_not_change_training(tmp_path, evaluator
             strict=True,
         ):
             np.testing.assert_array_equal(a, b)
+
+
+def test_classifier_seeds_experiment_scores_one_sample_set_under_each_seed(
+    tmp_path, labelled_dir, cache_dir
+):
+    run_dir = _run_dir(tmp_path, labelled_dir)
+    out = tmp_path / "seeds.md"
+    result = run_cli(
+        *("--run", run_dir, "--seeds", 0, 1, "--out", out),
+        cache_dir=cache_dir,
+        module="experiments.classifier_seeds",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    del rows[1]  # the alignment row
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| classifier seed",
+        "| 0",
+        "| 1",
+        "| mean ± sd",
+    ]
+    accuracies = [float(row.split(" | ")[1]) for row in rows[1:3]]
+    assert all(a >= 0.9 for a in accuracies)  # two real classifiers, each trained
+    assert rows[1] != rows[2]  # ... with its own seed

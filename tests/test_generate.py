@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PROJECT_ROOT, assert_usage_error
+from conftest import PROJECT_ROOT, assert_usage_error, run_module
 from PIL import Image
 
 from gan import generate
@@ -21,14 +17,7 @@ NOISE_DIM = 16
 
 
 def run_cli(*args, cwd=PROJECT_ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "gan.generate", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-    )
+    return run_module("gan.generate", *args, cwd=cwd)
 
 
 def _generator(seed=1):
@@ -182,6 +171,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_dir, args, message):
     result = run_cli(*args, cwd=tmp_path)
     assert_usage_error(result, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # nothing written
+
+
+def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
+    _save_checkpoint(run_dir, _generator(), 2)
+    data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    with pytest.raises(ConfigError, match="ckpt-2: cannot read it"):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
+    (run_dir / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable run config"):
+        generate.GeneratorSource.resolve(run=run_dir)
 
 
 def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
