@@ -4,7 +4,7 @@ Modules: `config` (options), `data` (images), `models` (networks), `gan` (the tr
 `callbacks` (everything that watches training), `train` (the CLI), `tensorboard_server` (a real
 TensorBoard server for tests and scripts); evaluation: `generate` (samples from a trained
 generator), `evaluate` (scores against real images), `classifier` (the network the scores use),
-`metrics` (the statistics).
+`metrics` (the statistics); `cli` (what the command lines share).
 """
 
 import os

@@ -163,7 +163,9 @@ class Evaluation(keras.callbacks.Callback):
     last: as many samples as the evaluator's held-out real images, always from noise seed 0
     (so the last evaluation equals `python -m gan.evaluate --run`). Writes TensorBoard scalars
     eval/* and eval_real/* at step = epoch number, appends a record to `eval.json` and prints
-    one line."""
+    one line. A record of this epoch or a later one from an earlier training session (a run
+    killed after its last checkpoint, then resumed) is replaced, as roll_back does for the
+    other per-epoch outputs; records of `python -m gan.evaluate` are kept."""
 
     def __init__(self, evaluator, run_dir: Path, writer, every: int, epochs: int):
         super().__init__()
@@ -180,7 +182,9 @@ class Evaluation(keras.callbacks.Callback):
             result = self.evaluator.evaluate(images)
             log_scalars(self.writer, result, step=number)
             append_record(
-                self.eval_path, {"samples": "training", "epoch": number, "seed": 0, **result}
+                self.eval_path,
+                {"samples": "training", "epoch": number, "seed": 0, **result},
+                replaces=lambda r: r["samples"] == "training" and r["epoch"] >= number,
             )
             print(f"Eval epoch {number}: {format_line(result)}", flush=True)
 

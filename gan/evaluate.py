@@ -30,16 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from gan import data
+from gan.cli import Parser, native_stderr_held_back, whole_number
 from gan.config import DATASETS, ConfigError
-from gan.generate import (
-    GeneratorSource,
-    Parser,
-    add_source_arguments,
-    check_output,
-    generate,
-    run_config,
-    whole_number,
-)
+from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
 
 PROG = "python -m gan.evaluate"
 SPLIT_SEED = 0
@@ -234,11 +227,13 @@ def read_records(path: Path) -> list:
     return records
 
 
-def append_record(path: Path, record: dict) -> None:
+def append_record(path: Path, record: dict, replaces=None) -> None:
     """Appends a record to a JSON list file (created if missing), atomically: earlier
-    evaluations are never lost, and a crash never leaves a half-written file."""
+    evaluations are never lost, and a crash never leaves a half-written file. replaces: a
+    predicate; the records it is true for are dropped first (gan.train: those of epochs that a
+    resumed run trains again)."""
     path = Path(path)
-    records = read_records(path)
+    records = [r for r in read_records(path) if not (replaces and replaces(r))]
     records.append({"time": datetime.datetime.now().isoformat(timespec="seconds"), **record})
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(records, indent=2) + "\n")
@@ -251,16 +246,20 @@ def append_record(path: Path, record: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        source, samples = _check_sources(args)
-        json_path = check_output(args.json, ".json", "--json", overwrite=True)
-        grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
-        if json_path is None and source is not None and source.run_dir is not None:
-            json_path = source.run_dir / "eval.json"
-        if json_path is not None:
-            read_records(json_path)  # refuse a file that cannot be appended to, before any work
-        dataset, data_path = _real_data(args, source)
-        generator = source.load() if source else None
-        evaluator = Evaluator.for_dataset(dataset, data_path, args.limit, cache_dir=args.cache_dir)
+        # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
+        with native_stderr_held_back(unless=(ConfigError, data.DataError)):
+            source, samples = _check_sources(args)
+            json_path = check_output(args.json, ".json", "--json", overwrite=True)
+            grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
+            if json_path is None and source is not None and source.run_dir is not None:
+                json_path = source.run_dir / "eval.json"
+            if json_path is not None:
+                read_records(json_path)  # refuse a file that cannot be appended to, up front
+            dataset, data_path = _real_data(args, source)
+            generator = source.load() if source else None
+            evaluator = Evaluator.for_dataset(
+                dataset, data_path, args.limit, cache_dir=args.cache_dir
+            )
     except (ConfigError, data.DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

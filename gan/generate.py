@@ -6,12 +6,10 @@ the checkpoints under checkpoints/) or from a bare saved model (--generator path
 Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed), so a seed always gives the
 same images, and the first k images do not depend on how many are drawn.
 
-Checkpoints (the interface the training side writes): RUN/checkpoints/ holds
-tf.train.CheckpointManager checkpoints `ckpt-N`, saved with checkpoint_number=N = the epoch,
-of a tf.train.Checkpoint whose attribute `generator` is the generator network (other
-attributes are ignored). `--checkpoint N` restores ckpt-N into a generator built from the
-run's config.json, `--checkpoint latest` the newest one, `--checkpoint PATH` any checkpoint
-prefix (PATH.index must exist).
+Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
+after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
+restores ckpt-E into a generator built from the run's config.json, `--checkpoint latest` the
+newest one, `--checkpoint PATH` any checkpoint prefix (PATH.index must exist).
 """
 
 from __future__ import annotations
@@ -24,11 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gan.checkpoints import PREFIX
+from gan.cli import Parser, native_stderr_held_back, whole_number
 from gan.config import Config, ConfigError
 
 PROG = "python -m gan.generate"
-CHECKPOINTS_DIR = "checkpoints"
-CHECKPOINT_GENERATOR = "generator"  # attribute of the tf.train.Checkpoint holding the network
+CHECKPOINTS_DIR = "checkpoints"  # RUN/checkpoints, as gan.train writes them
+CHECKPOINT_GENERATOR = "generator"  # gan.checkpoints' name of the generator's variables
 
 
 @dataclass(frozen=True)
@@ -94,21 +94,21 @@ class GeneratorSource:
 
         config = run_config(self.run_dir)
         generator = build_generator(config.arch, config.noise_dim)
-        checkpoint = tf.train.Checkpoint(**{CHECKPOINT_GENERATOR: generator})
+        # gan.checkpoints stores each network as the list of its variables, in order.
+        checkpoint = tf.train.Checkpoint(**{CHECKPOINT_GENERATOR: list(generator.variables)})
         try:
-            status = checkpoint.restore(str(self.path))
-        except Exception as error:  # TF raises OpErrors, IndexError, ... for damaged files
-            raise ConfigError(
-                f"--checkpoint {self.path}: cannot read it ({_one_line(error)})"
-            ) from None
-        status.expect_partial()  # optimizers, discriminator, counters: not needed here
-        try:
-            status.assert_existing_objects_matched()
+            status = checkpoint.read(str(self.path))
+            status.assert_existing_objects_matched()  # every generator variable was restored
         except AssertionError:
             raise ConfigError(
-                f"--checkpoint {self.path}: holds no `{CHECKPOINT_GENERATOR}` matching the "
-                f"run's --arch {config.arch} --noise-dim {config.noise_dim}"
+                f"--checkpoint {self.path}: holds no `{CHECKPOINT_GENERATOR}` (see gan.checkpoints)"
             ) from None
+        except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
+            raise ConfigError(
+                f"--checkpoint {self.path}: cannot restore the generator of --arch {config.arch} "
+                f"--noise-dim {config.noise_dim} from it ({_one_line(error)})"
+            ) from None
+        status.expect_partial()  # the discriminator, optimizers and counters are not needed
         return generator
 
     def describe(self) -> str:
@@ -161,28 +161,6 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def whole_number(minimum: int):
-    """An argparse type: a whole number >= minimum."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-class Parser(argparse.ArgumentParser):
-    """One-line errors (exit status 2) instead of a usage dump, like gan.train's."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> Path | None:
     """Checks an output file before any work: right suffix, a directory to write it in, and
     no existing file unless `overwrite`. Raises ConfigError."""
@@ -201,12 +179,13 @@ def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> P
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
-        out = check_output(args.out, ".npz", "--out", args.overwrite)
-        png = check_output(args.png, ".png", "--png", args.overwrite)
-        if out is None and png is None:
-            raise ConfigError("nothing to write: give --out FILE.npz and/or --png FILE.png")
-        generator = source.load()
+        with native_stderr_held_back(unless=ConfigError):  # TensorFlow loads in here
+            source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
+            out = check_output(args.out, ".npz", "--out", args.overwrite)
+            png = check_output(args.png, ".png", "--png", args.overwrite)
+            if out is None and png is None:
+                raise ConfigError("nothing to write: give --out FILE.npz and/or --png FILE.png")
+            generator = source.load()
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -237,7 +216,7 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
         if latest is None:
             raise ConfigError(f"--checkpoint latest: no checkpoints in {directory}")
         return Path(latest)
-    prefix = directory / f"ckpt-{checkpoint}" if checkpoint.isdigit() else Path(checkpoint)
+    prefix = directory / f"{PREFIX}-{checkpoint}" if checkpoint.isdigit() else Path(checkpoint)
     if not Path(f"{prefix}.index").is_file():
         state = tf.train.get_checkpoint_state(str(directory)) if directory.is_dir() else None
         saved = [Path(p).name for p in state.all_model_checkpoint_paths] if state else []

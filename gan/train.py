@@ -21,18 +21,17 @@ number after Ctrl-C (130) or SIGTERM (143).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from gan import checkpoints, data, safety
+from gan.cli import Parser, native_stderr_held_back
 from gan.config import Config, ConfigError, parse_step_range
 
 PROG = "python -m gan.train"
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         try:
-            with _native_stderr_held_back(unless=ConfigError):
+            with native_stderr_held_back(unless=ConfigError):
                 training = Training(config, run_dir, images, resume=args.resume)
         except ConfigError as error:  # the run directory or checkpoint; nothing was written
             return _usage_error(error)
@@ -224,14 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line, no usage dump: the message already names the flag.
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Train the textbook MLP GAN on MNIST-style 28x28 images. Outputs go to "
         "LOGDIR/RUN: config.json, TensorBoard events (tensorboard --logdir LOGDIR), "
@@ -244,7 +237,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
         "config.json; flags that differ from the saved options are refused, except --epochs "
-        "(to train longer), --checkpoint-every and --sample-every",
+        "(to train longer), --checkpoint-every, --sample-every and --eval-every",
     )
     return parser
 
@@ -252,31 +245,6 @@ def _parser() -> argparse.ArgumentParser:
 def _usage_error(error: Exception) -> int:
     print(f"{PROG}: error: {error}", file=sys.stderr)
     return 2
-
-
-@contextlib.contextmanager
-def _native_stderr_held_back(unless: type[Exception]):
-    """Holds back everything written to file descriptor 2 in the block (TensorFlow's C++
-    start-up messages go there, whatever TF_CPP_MIN_LOG_LEVEL says) and writes it out when the
-    block ends, unless the block raised `unless`: that error's one line is then all there is."""
-    sys.stderr.flush()
-    original = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        show = True
-        try:
-            yield
-        except unless:
-            show = False
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(original, 2)
-            os.close(original)
-            if show:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
-                sys.stderr.flush()
 
 
 def _resolve_config(args: argparse.Namespace) -> Config:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import types
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import PROJECT_ROOT, assert_usage_error, make_labelled_images, run_module, write_idx
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
@@ -239,40 +241,90 @@ def test_help_explains_every_flag(tmp_path, module, flags):
 # --- during training -------------------------------------------------------------------------
 
 
-def test_eval_every_scores_during_training_and_matches_gan_evaluate(
+def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluate(
     tmp_path, labelled_dir, cache_dir
 ):
-    result = run_cli(
+    where = ("--logdir", tmp_path / "logs", "--run", "e")
+    first = run_cli(
         *("--epochs", 3, "--eval-every", 2, "--data", labelled_dir, "--batch-size", 32),
-        *("--noise-dim", 16, "--logdir", tmp_path / "logs", "--run", "e", "--no-jit"),
+        *("--noise-dim", 16, "--no-jit", *where),
         cache_dir=cache_dir,
         module="gan.train",
     )
-    assert result.returncode == 0, result.stderr
-    assert [line.split(":")[0] for line in result.stdout.splitlines() if "FD" in line] == [
+    assert first.returncode == 0, first.stderr
+    assert [line.split(":")[0] for line in first.stdout.splitlines() if "FD" in line] == [
         "Eval epoch 2",
-        "Eval epoch 3",
+        "Eval epoch 3",  # the last epoch, though not a multiple of 2
     ]
+    # --eval-every may change on --resume.
+    resumed = run_cli(
+        "--epochs",
+        4,
+        "--eval-every",
+        1,
+        "--resume",
+        *where,
+        cache_dir=cache_dir,
+        module="gan.train",
+    )
+    assert resumed.returncode == 0, resumed.stderr
     run_dir = tmp_path / "logs" / "e"
     records = json.loads((run_dir / "eval.json").read_text())
-    assert [(r["samples"], r["epoch"]) for r in records] == [("training", 2), ("training", 3)]
+    assert [(r["samples"], r["epoch"]) for r in records] == [("training", e) for e in (2, 3, 4)]
     scalars = _scalars(run_dir)
-    assert [step for step, _ in scalars["eval/frechet_distance"]] == [2, 3]
+    assert [step for step, _ in scalars["eval/frechet_distance"]] == [2, 3, 4]
 
     # The last evaluation during training is what gan.evaluate reports for the saved generator.
     after = run_cli("--run", run_dir, cache_dir=cache_dir)
     assert after.returncode == 0, after.stderr
     final = json.loads((run_dir / "eval.json").read_text())[-1]
-    assert final["epoch"] == 3
+    assert final["epoch"] == 4 and final["samples"] == str(run_dir / "generator.keras")
     for name in SCORES:
         assert final["generated"][name] == pytest.approx(records[-1]["generated"][name])
+
+
+def test_eval_every_without_labels_is_a_one_line_error_before_anything_is_written(
+    tmp_path, data_dir
+):
+    (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    result = run_cli(
+        *("--eval-every", 1, "--data", data_dir, "--logdir", tmp_path / "logs"),
+        cache_dir=tmp_path / "cache",
+        module="gan.train",
+    )
+    assert_usage_error(result, "--eval-every: ")
+    assert "no label file t10k-labels-idx1-ubyte.gz" in result.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_resumed_run_replaces_the_training_records_of_the_epochs_it_trains_again(
+    tmp_path, evaluator
+):
+    from gan.callbacks import Evaluation
+
+    path = tmp_path / "eval.json"
+    for record in [("training", 1), ("g.keras", 3), ("training", 2), ("training", 3)]:
+        evaluate.append_record(path, {"samples": record[0], "epoch": record[1]})
+    # The run was killed after epoch 3 but checkpointed after epoch 1: it trains 2 again.
+    callback = Evaluation(evaluator, tmp_path, tf.summary.create_noop_writer(), 1, 5)
+    callback.set_model(types.SimpleNamespace(generator=build_generator("mlp", 8)))
+    callback.on_epoch_end(1)
+    records = json.loads(path.read_text())
+    assert [(r["samples"], r["epoch"]) for r in records] == [
+        ("training", 1),
+        ("g.keras", 3),  # gan.evaluate's record stays
+        ("training", 2),  # the new one, with scores
+    ]
+    assert records[-1]["generated"]["n"] == evaluator.held_out_count
 
 
 def test_evaluating_during_training_does_not_change_training(tmp_path, evaluator):
     images = make_labelled_images(64)[0]
     config = Config(epochs=2, batch_size=32, noise_dim=8, jit=False, sample_every=5)
     plain = train(config, tmp_path / "plain", images)
-    evaluated = train(config.replace(eval_every=1), tmp_path / "evaluated", images, evaluator)
+    evaluated = train(
+        config.replace(eval_every=1), tmp_path / "evaluated", images, evaluator=evaluator
+    )
     assert len(json.loads((tmp_path / "evaluated" / "eval.json").read_text())) == 2
     for network in ("generator", "discriminator"):
         for a, b in zip(

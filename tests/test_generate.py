@@ -6,12 +6,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PROJECT_ROOT, assert_usage_error, run_module
+from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module
 from PIL import Image
 
 from gan import generate
+from gan.checkpoints import Checkpoints, fingerprint
 from gan.config import Config, ConfigError
+from gan.gan import build_gan
 from gan.models import build_generator
+from gan.train import train
 
 NOISE_DIM = 16
 
@@ -37,11 +40,14 @@ def run_dir(tmp_path):
 
 
 def _save_checkpoint(run_dir, generator, epoch):
-    """What the training side writes: a CheckpointManager checkpoint ckpt-EPOCH of a
-    tf.train.Checkpoint that holds the generator (and, here, something else besides)."""
-    checkpoint = tf.train.Checkpoint(generator=generator, step=tf.Variable(epoch * 10))
-    manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=None)
-    manager.save(checkpoint_number=epoch)
+    """What training writes (gan.checkpoints): the whole training state after `epoch` epochs,
+    here of a GAN whose generator has `generator`'s weights."""
+    model = build_gan(Config(noise_dim=NOISE_DIM, jit=False))
+    model.generator.set_weights(generator.get_weights())
+    saver = Checkpoints(
+        model, run_dir / "checkpoints", fingerprint(np.zeros((1, 28, 28), np.uint8))
+    )
+    saver.save(epoch)
 
 
 def _constant_generator(value):
@@ -124,6 +130,19 @@ def test_checkpoint_by_epoch_and_latest(run_dir):
     assert final.epoch == 5 and not final.checkpoint  # generator.keras: the config's epochs
 
 
+def test_checkpoints_of_a_real_training_run(tmp_path):
+    images = make_images(64)
+    config = Config(epochs=2, batch_size=32, noise_dim=NOISE_DIM, jit=False)
+    train(config, tmp_path / "run", images)
+    final = generate.GeneratorSource.resolve(run=tmp_path / "run")
+    last = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="latest")
+    assert last.epoch == 2 and last.path.name == "ckpt-2"
+    expected = generate.generate(final.load(), 20)
+    np.testing.assert_array_equal(generate.generate(last.load(), 20), expected)
+    before_training = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="0")
+    assert not np.array_equal(generate.generate(before_training.load(), 20), expected)
+
+
 def test_checkpoint_cli(tmp_path, run_dir):
     _save_checkpoint(run_dir, _generator(seed=7), 3)
     result = run_cli("--run", run_dir, "--checkpoint", 3, "--n", 6, "--out", tmp_path / "c.npz")
@@ -139,12 +158,18 @@ def test_checkpoint_errors_name_what_exists(run_dir):
     _save_checkpoint(run_dir, _generator(), 2)
     with pytest.raises(ConfigError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="9")
-    # A checkpoint without a `generator` (or of other networks) is refused, not half-loaded.
+    # A checkpoint without a `generator`, or of other networks, is refused, not half-loaded.
     tf.train.CheckpointManager(
         tf.train.Checkpoint(model=_generator()), run_dir / "checkpoints", max_to_keep=None
     ).save(checkpoint_number=6)
     with pytest.raises(ConfigError, match="holds no `generator`"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
+    config = Config.from_json((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(config.replace(noise_dim=8).to_json())
+    with pytest.raises(
+        ConfigError, match="cannot restore the generator of --arch mlp --noise-dim 8"
+    ):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
 
 
 @pytest.mark.parametrize(
@@ -177,7 +202,7 @@ def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
     _save_checkpoint(run_dir, _generator(), 2)
     data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:100])
-    with pytest.raises(ConfigError, match="ckpt-2: cannot read it"):
+    with pytest.raises(ConfigError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
     (run_dir / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable run config"):
