@@ -27,6 +27,7 @@ CHANGEABLE_ON_RESUME = (
     "epochs",
     "checkpoint_every",
     "sample_every",
+    "eval_every",  # scoring reads the generator only (tests/test_evaluate.py)
     "steps_per_call",  # speed only: a run trains the same with any (tests/test_gan.py)
     "profile_steps",
     "logdir",
@@ -150,6 +151,14 @@ class Config:
         "make every TensorFlow op deterministic (tf.config.experimental.enable_op_determinism): "
         "the same seed then gives bitwise the same networks, also across a crash and --resume; "
         "turns XLA off (Keras does not combine the two) and may be slower",
+    )
+    eval_every: int | None = _option(
+        None,
+        "score the generator every N epochs and after the last, as python -m gan.evaluate "
+        "does: a console line, TensorBoard scalars eval/* and eval_real/*, records in "
+        "eval.json. The first use on a data set trains a small classifier on its labelled "
+        "images and caches it in $GAN_CACHE_DIR (default: ~/.cache/gan/classifiers)",
+        _positive,
     )
 
     def __post_init__(self):
