@@ -2,7 +2,9 @@
 
 Modules: `config` (options), `data` (images), `models` (networks), `gan` (the training step),
 `callbacks` (everything that watches training), `train` (the CLI), `tensorboard_server` (a real
-TensorBoard server for tests and scripts).
+TensorBoard server for tests and scripts); evaluation: `generate` (samples from a trained
+generator), `evaluate` (scores against real images), `classifier` (the network the scores use),
+`metrics` (the statistics); `cli` (what the command lines share).
 """
 
 import os

@@ -20,6 +20,8 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from gan.config import parse_step_range
 from gan.data import to_uint8
+from gan.evaluate import append_record, format_line, log_scalars
+from gan.generate import generate
 from gan.images import make_grid, save_png
 from gan.safety import NonFiniteLoss
 
@@ -154,6 +156,37 @@ class Profile(keras.callbacks.Callback):
             self.step_trace = None
         if self.step == self.last:
             tf.profiler.experimental.stop()
+
+
+class Evaluation(keras.callbacks.Callback):
+    """Scores the generator with a gan.evaluate.Evaluator every `every` epochs and after the
+    last: as many samples as the evaluator's held-out real images, always from noise seed 0
+    (so the last evaluation equals `python -m gan.evaluate --run`). Writes TensorBoard scalars
+    eval/* and eval_real/* at step = epoch number, appends a record to `eval.json` and prints
+    one line. A record of this epoch or a later one from an earlier training session (a run
+    killed after its last checkpoint, then resumed) is replaced, as roll_back does for the
+    other per-epoch outputs; records of `python -m gan.evaluate` are kept."""
+
+    def __init__(self, evaluator, run_dir: Path, writer, every: int, epochs: int):
+        super().__init__()
+        self.evaluator = evaluator
+        self.eval_path = Path(run_dir) / "eval.json"
+        self.writer = writer
+        self.every = every
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = epoch + 1
+        if number % self.every == 0 or number == self.epochs:
+            images = generate(self.model.generator, self.evaluator.held_out_count, seed=0)
+            result = self.evaluator.evaluate(images)
+            log_scalars(self.writer, result, step=number)
+            append_record(
+                self.eval_path,
+                {"samples": "training", "epoch": number, "seed": 0, **result},
+                replaces=lambda r: r["samples"] == "training" and r["epoch"] >= number,
+            )
+            print(f"Eval epoch {number}: {format_line(result)}", flush=True)
 
 
 class SaveNetworks(keras.callbacks.Callback):

@@ -50,16 +50,15 @@ class CheckpointError(ConfigError):
 class Checkpoints:
     """The checkpoints of one run: `save(epochs_done)` and `restore_latest()`.
 
-    model: a compiled gan.gan.GAN. Its optimizers are built here (they otherwise create their
-    variables on the first step), so that a checkpoint can be restored before training.
+    model: a compiled gan.gan.GAN. GAN.compile has built its optimizers, so their variables
+    exist and a checkpoint can be restored before training. (Building them again would
+    duplicate a LossScaleOptimizer's own variables.)
     images_sha256: hex digest of the training images (`fingerprint(images)`).
     """
 
     def __init__(self, model, directory: str | Path, images_sha256: str):
         import tensorflow as tf
 
-        model.d_optimizer.build(model.discriminator.trainable_variables)
-        model.g_optimizer.build(model.generator.trainable_variables)
         networks = {"generator": model.generator, "discriminator": model.discriminator}
         in_networks = {id(v) for net in networks.values() for v in net.variables}
         # name -> variables, in a fixed order; the checkpoint's keys are name/index.

@@ -20,6 +20,8 @@ ARCHITECTURES = ("mlp", "mlp-bn", "dcgan")  # keys of gan.models.ARCHITECTURES (
 # The architectures whose hidden layers --g-hidden and --d-hidden set, with their defaults:
 # arch -> (generator's hidden widths, discriminator's hidden widths). dcgan's layers are fixed.
 MLP_HIDDEN = {"mlp": ((256, 512), (256,)), "mlp-bn": ((256, 512, 1024), (512, 256))}
+STRATEGIES = ("default", "mirrored", "multiworker")  # see gan.distribute.make_strategy
+MIXED_PRECISIONS = ("float16", "bfloat16")
 
 
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
@@ -28,6 +30,7 @@ CHANGEABLE_ON_RESUME = (
     "epochs",
     "checkpoint_every",
     "sample_every",
+    "eval_every",  # scoring reads the generator only (tests/test_evaluate.py)
     "steps_per_call",  # speed only: a run trains the same with any (tests/test_gan.py)
     "profile_steps",
     "logdir",
@@ -150,6 +153,20 @@ class Config:
         "largest divisor of its steps per epoch not above this, so no call spans two epochs",
         _positive,
     )
+    strategy: str = _option(
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (every GPU of this machine, "
+        "else its CPU) or multiworker (several machines, each described by the TF_CONFIG "
+        "environment variable; see README, Scaling out). --batch-size is the global batch, "
+        "split evenly over the replicas",
+        choices=STRATEGIES,
+    )
+    mixed_precision: str | None = _option(
+        None,
+        "compute in float16 (with dynamic loss scaling) or bfloat16, keeping variables, "
+        "logits, images and losses in float32 (default: float32 throughout)",
+        choices=MIXED_PRECISIONS,
+    )
     sample_every: int = _option(
         10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive
     )
@@ -170,6 +187,14 @@ class Config:
         "make every TensorFlow op deterministic (tf.config.experimental.enable_op_determinism): "
         "the same seed then gives bitwise the same networks, also across a crash and --resume; "
         "turns XLA off (Keras does not combine the two) and may be slower",
+    )
+    eval_every: int | None = _option(
+        None,
+        "score the generator every N epochs and after the last, as python -m gan.evaluate "
+        "does: a console line, TensorBoard scalars eval/* and eval_real/*, records in "
+        "eval.json. The first use on a data set trains a small classifier on its labelled "
+        "images and caches it in $GAN_CACHE_DIR (default: ~/.cache/gan/classifiers)",
+        _positive,
     )
 
     def __post_init__(self):

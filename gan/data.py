@@ -33,17 +33,23 @@ def load(dataset: str, data: str | None = None, limit: int | None = None) -> np.
 
 def download(dataset: str) -> np.ndarray:
     """All images (train then test) of a keras.datasets set, uint8 (70000, 28, 28)."""
+    return download_labelled(dataset)[0]
+
+
+def download_labelled(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """All images (train then test) of a keras.datasets set and their class labels:
+    uint8 (70000, 28, 28) and uint8 (70000,)."""
     import keras
 
     loaders = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}
     try:
-        (x_train, _), (x_test, _) = loaders[dataset].load_data()
+        (x_train, y_train), (x_test, y_test) = loaders[dataset].load_data()
     except Exception as error:  # keras raises bare Exception on a failed download
         raise DataError(
             f"could not download {dataset} through keras.datasets ({_one_line(error)}); "
             f"pass local files with --data PATH"
         ) from None
-    return np.concatenate([x_train, x_test])
+    return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]).astype(np.uint8)
 
 
 def load_path(path: str | Path) -> np.ndarray:
@@ -107,6 +113,41 @@ def read_npz(path: str | Path) -> np.ndarray:
     return images
 
 
+def load_labelled(
+    dataset: str, data: str | None = None, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images `load` returns, in the same order, with their class labels:
+    uint8 (N, 28, 28) and uint8 (N,).
+
+    Labels come from keras.datasets, from an .npz's y_train/y_test, or from the label file
+    beside each idx image file (train-images-idx3-ubyte -> train-labels-idx1-ubyte, .gz or
+    raw). Raises DataError when an image file has no label file or the counts differ.
+    """
+    if data is None:
+        images, labels = download_labelled(dataset)
+    else:
+        images = load_path(data)  # every check of the images, exactly as for training
+        labels = _labels_for(Path(data))
+        if len(labels) != len(images):
+            raise DataError(f"--data {data}: {len(images)} images but {len(labels)} labels")
+    return (images[:limit], labels[:limit]) if limit else (images, labels)
+
+
+def read_idx_labels(path: str | Path) -> np.ndarray:
+    """Reads an idx1-ubyte label file (gzip-compressed if its name ends in .gz): uint8 (N,)."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if raw[:4] != bytes([0, 0, _IDX_UBYTE, 1]) or len(raw) < 8:
+        raise DataError(f"{path}: not an idx label file (expected an idx1-ubyte file)")
+    count = int(np.frombuffer(raw, dtype=">u4", count=1, offset=4)[0])
+    if len(raw) != 8 + count:
+        raise DataError(
+            f"{path}: idx header promises {count} labels but the file is truncated "
+            f"or corrupt; download it again"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=8)
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) pixels 0-255 -> float32 (N, 28, 28, 1) in [-1, 1]."""
     scaled = images.astype(np.float32)[..., None]
@@ -167,6 +208,34 @@ def _read_directory(directory: Path) -> np.ndarray:
             f"at a directory holding e.g. train-images-idx3-ubyte.gz"
         )
     return np.concatenate(parts)
+
+
+def _labels_for(path: Path) -> np.ndarray:
+    """The labels of the images `load_path(path)` returns, in the same order."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            keys = [k for k in ("y_train", "y_test") if k in archive.files]
+            if not keys:
+                raise DataError(
+                    f"{path}: no labels (arrays y_train/y_test); evaluation needs labelled "
+                    f"real images"
+                )
+            return np.concatenate([archive[k] for k in keys]).astype(np.uint8)
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    label_files = [_label_file(p) for p in files if read_idx(p) is not None]
+    return np.concatenate([read_idx_labels(p) for p in label_files])
+
+
+def _label_file(image_file: Path) -> Path:
+    """MNIST's naming: train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz."""
+    name = image_file.name.replace("images", "labels").replace("idx3", "idx1")
+    label_file = image_file.with_name(name)
+    if name == image_file.name or not label_file.exists():
+        raise DataError(
+            f"{image_file}: no label file {name} beside it; evaluation needs labelled real "
+            f"images (MNIST's *-labels-idx1-ubyte files)"
+        )
+    return label_file
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -13,8 +13,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from gan.config import parse_widths
-from gan.models import build_discriminator, build_generator
+from gan import distribute
+from gan.models import discriminator_for, generator_for
 
 
 class GAN(keras.Model):
@@ -23,6 +23,13 @@ class GAN(keras.Model):
     generator: noise float32 (B, noise_dim) -> images float32 (B, 28, 28, 1) in [-1, 1].
     discriminator: images -> logits float32 (B, 1); > 0 means "real".
     Noise z ~ N(0, I) is drawn inside the compiled step from a SeedGenerator seeded by `seed`.
+
+    Under a tf.distribute strategy (build the GAN inside its scope), a step on N replicas
+    equals a step on one device on the same global batch, as in Keras' own train_step:
+    a Keras loss divides each replica's mean over its share of the batch by N
+    (keras.src.losses.loss.scale_loss_for_distribution), and Keras optimizers sum the
+    replicas' gradients before applying them, so the update follows the global mean's
+    gradient. The noise is the global batch's noise, each replica using its own rows.
     """
 
     def __init__(self, generator, discriminator, noise_dim: int, seed: int | None = None, **kw):
@@ -35,10 +42,16 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")  # mean sigmoid(D(G(z)))
+        # Both networks arrive built and the GAN has no call() of its own. Saying so stops fit()
+        # under a tf.distribute strategy from trying to build it by a symbolic call.
+        self.built = True
 
     def compile(self, d_optimizer, g_optimizer, loss_fn, **kwargs):
-        """loss_fn(labels, logits) -> scalar, e.g. BinaryCrossentropy(from_logits=True).
-        Other keyword arguments (jit_compile, steps_per_execution) go to keras.Model.compile."""
+        """loss_fn(labels, logits) -> scalar, a keras.losses.Loss averaging over the batch
+        (e.g. BinaryCrossentropy(from_logits=True)): under a strategy with N replicas it must
+        return the replica's mean / N, as Keras losses do. Optimizers may be
+        keras.optimizers.LossScaleOptimizer (float16). Other keyword arguments (jit_compile,
+        steps_per_execution) go to keras.Model.compile."""
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
@@ -65,17 +78,37 @@ class GAN(keras.Model):
         It also makes the generator's BatchNorm moving statistics move exactly once per step.
         Both networks run in training mode in both updates (batch statistics, dropout on).
         """
-        noise = self.sample_noise(tf.shape(real_images)[0])
+        noise = self._replica_noise(tf.shape(real_images)[0])
         with self._tape_on(self.generator) as g_tape:
             fake_images = self.generator(noise, training=True)
         d_loss, real_logits, fake_logits = self.train_discriminator(real_images, fake_images)
         g_loss = self._update_generator(g_tape, fake_images)
 
-        self.d_loss_tracker.update_state(d_loss)
-        self.g_loss_tracker.update_state(g_loss)
+        self.d_loss_tracker.update_state(_replica_mean(d_loss))
+        self.g_loss_tracker.update_state(_replica_mean(g_loss))
         self.d_real_tracker.update_state(tf.reduce_mean(tf.sigmoid(real_logits)))
         self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
         return {m.name: m.result() for m in self.metrics}
+
+    def _replica_noise(self, batch_size):
+        """This replica's noise: float32 (batch_size, noise_dim). On one device, simply
+        sample_noise. With N replicas, every replica draws the global batch's noise, as one
+        device would, from the same mirrored seed, and keeps its own rows: replicas get
+        different noise and the seed stays the same on all of them."""
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        if replicas == 1:
+            return self.sample_noise(batch_size)
+        start = context.replica_id_in_sync_group * batch_size
+        return self.sample_noise(replicas * batch_size)[start : start + batch_size]
+
+    def make_train_function(self, force=False):
+        # Keras' own function fails under several replicas: see distribute.py.
+        if self.distribute_strategy.num_replicas_in_sync == 1:
+            return super().make_train_function(force)
+        if self.train_function is None or force:
+            self.train_function = distribute.replicated_train_function(self)
+        return self.train_function
 
     def train_discriminator(self, real_images, fake_images):
         """Updates only the discriminator: real -> label 1, fake -> label 0.
@@ -124,7 +157,21 @@ class GAN(keras.Model):
     @staticmethod
     def _apply(tape, loss, model, optimizer):
         variables = model.trainable_variables
-        optimizer.apply(tape.gradient(loss, variables), variables)
+        with tape:
+            # A LossScaleOptimizer multiplies the loss so that small float16 gradients do not
+            # flush to zero (its apply() divides them back); other optimizers return it as is.
+            loss = optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, variables)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            gradients = distribute.skip_together(gradients)
+        optimizer.apply(gradients, variables)
+
+
+def _replica_mean(loss):
+    """The mean loss over this replica's share of the batch: undoes the 1/replicas scaling of
+    Keras losses under a strategy (as Keras' own train_step does for its loss metric)."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * replicas if replicas > 1 else loss
 
 
 def _call_keeping_statistics(model, inputs):
@@ -146,16 +193,16 @@ def _call_keeping_statistics(model, inputs):
 def build_gan(config) -> GAN:
     """The compiled GAN a resolved gan.config.Config describes (see Config.resolved): its
     networks, two separate Adam optimizers (the textbook shares one), binary cross-entropy on
-    logits, XLA if config.jit, config.steps_per_call steps per compiled call."""
-    model = GAN(
-        build_generator(config.arch, config.noise_dim, _widths(config.g_hidden)),
-        build_discriminator(config.arch, _widths(config.d_hidden)),
-        noise_dim=config.noise_dim,
-        seed=config.seed,
-    )
+    logits, XLA if config.jit, config.steps_per_call steps per compiled call, and
+    config.mixed_precision. Call it inside a tf.distribute strategy's scope to train under
+    that strategy."""
+    with _precision_policy(config.mixed_precision):
+        generator = generator_for(config)
+        discriminator = discriminator_for(config)
+    model = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed)
     model.compile(
-        d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
-        g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
+        d_optimizer=_optimizer(config),
+        g_optimizer=_optimizer(config),
         loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
         jit_compile=bool(config.jit),
         steps_per_execution=config.steps_per_call,
@@ -163,5 +210,24 @@ def build_gan(config) -> GAN:
     return model
 
 
-def _widths(text: str | None) -> tuple[int, ...] | None:
-    return None if text is None else parse_widths(text)
+def _optimizer(config):
+    adam = keras.optimizers.Adam(config.lr, beta_1=config.beta1)
+    # float16 overflows past 65504 and flushes below 6e-8: it needs dynamic loss scaling.
+    # bfloat16 has float32's range and does not.
+    return (
+        keras.optimizers.LossScaleOptimizer(adam) if config.mixed_precision == "float16" else adam
+    )
+
+
+@contextlib.contextmanager
+def _precision_policy(mixed_precision: str | None):
+    """Layers built inside use Keras' mixed policy ("mixed_float16": float32 variables,
+    float16 computation) if mixed_precision is set. The global policy is restored afterwards:
+    each layer keeps the policy it was built with, and nothing built later is affected."""
+    previous = keras.mixed_precision.global_policy()
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -20,10 +20,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gan.config import MLP_HIDDEN
+from gan.config import MLP_HIDDEN, parse_widths
 
 IMAGE_SHAPE = (28, 28, 1)
 IMAGE_SIZE = 28 * 28
+# Under a mixed-precision policy the networks compute in float16 or bfloat16, but their last
+# layers output float32: logits feed the losses, whose logs and sums need float32's precision,
+# and images are float32 everywhere else. Under the default float32 policy this changes nothing.
+OUTPUT_DTYPE = "float32"
 LEAK = 0.2  # LeakyReLU slope of the upgraded architectures
 BN_MOMENTUM = 0.8  # moving statistics follow the fast-changing generator closely
 
@@ -36,7 +40,7 @@ def mlp_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp"][0]) -> keras.Sequenti
             keras.Input((noise_dim,)),
             *[layers.Dense(units, activation="relu") for units in hidden],
             layers.Dense(IMAGE_SIZE, activation="tanh"),
-            layers.Reshape(IMAGE_SHAPE),
+            layers.Reshape(IMAGE_SHAPE, dtype=OUTPUT_DTYPE),
         ],
         name="generator",
     )
@@ -54,7 +58,7 @@ def mlp_discriminator(hidden=MLP_HIDDEN["mlp"][1]) -> keras.Sequential:
                 for units in hidden
                 for block in (layers.Dense(units, activation="relu"), layers.Dropout(0.3))
             ],
-            layers.Dense(1),
+            layers.Dense(1, dtype=OUTPUT_DTYPE),
         ],
         name="discriminator",
     )
@@ -71,11 +75,11 @@ def mlp_bn_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp-bn"][0]) -> keras.Se
                 for block in (
                     layers.Dense(units),
                     layers.LeakyReLU(LEAK),
-                    layers.BatchNormalization(momentum=BN_MOMENTUM),
+                    layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True),
                 )
             ],
             layers.Dense(IMAGE_SIZE, activation="tanh"),
-            layers.Reshape(IMAGE_SHAPE),
+            layers.Reshape(IMAGE_SHAPE, dtype=OUTPUT_DTYPE),
         ],
         name="generator",
     )
@@ -88,7 +92,7 @@ def mlp_bn_discriminator(hidden=MLP_HIDDEN["mlp-bn"][1]) -> keras.Sequential:
             keras.Input(IMAGE_SHAPE),
             layers.Flatten(),
             *[block for units in hidden for block in (layers.Dense(units), layers.LeakyReLU(LEAK))],
-            layers.Dense(1),
+            layers.Dense(1, dtype=OUTPUT_DTYPE),
         ],
         name="discriminator",
     )
@@ -102,13 +106,15 @@ def dcgan_generator(noise_dim: int) -> keras.Sequential:
         [
             keras.Input((noise_dim,)),
             layers.Dense(7 * 7 * 128, use_bias=False),  # BatchNorm's beta is the bias
-            layers.BatchNormalization(momentum=BN_MOMENTUM),
+            layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True),
             layers.LeakyReLU(LEAK),
             layers.Reshape((7, 7, 128)),
             layers.Conv2DTranspose(64, 4, strides=2, padding="same", use_bias=False),
-            layers.BatchNormalization(momentum=BN_MOMENTUM),
+            layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True),
             layers.LeakyReLU(LEAK),
-            layers.Conv2DTranspose(1, 4, strides=2, padding="same", activation="tanh"),
+            layers.Conv2DTranspose(
+                1, 4, strides=2, padding="same", activation="tanh", dtype=OUTPUT_DTYPE
+            ),
         ],
         name="generator",
     )
@@ -128,7 +134,7 @@ def dcgan_discriminator() -> keras.Sequential:
             layers.LeakyReLU(LEAK),
             layers.Dropout(0.3),
             layers.Flatten(),
-            layers.Dense(1),
+            layers.Dense(1, dtype=OUTPUT_DTYPE),
         ],
         name="discriminator",
     )
@@ -153,6 +159,20 @@ def build_discriminator(arch: str, hidden: tuple[int, ...] | None = None):
     """The discriminator of `arch`: float32 (B, 28, 28, 1) -> logits float32 (B, 1).
     hidden: widths of its hidden layers (MLP architectures only); None: the default."""
     return ARCHITECTURES[arch][1](*_hidden(arch, hidden))
+
+
+def generator_for(config) -> keras.Model:
+    """The generator a gan.config.Config describes: --arch, --noise-dim, --g-hidden."""
+    return build_generator(config.arch, config.noise_dim, _widths(config.g_hidden))
+
+
+def discriminator_for(config) -> keras.Model:
+    """The discriminator a gan.config.Config describes: --arch, --d-hidden."""
+    return build_discriminator(config.arch, _widths(config.d_hidden))
+
+
+def _widths(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else parse_widths(text)
 
 
 def _hidden(arch: str, hidden) -> tuple:

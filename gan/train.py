@@ -21,44 +21,52 @@ number after Ctrl-C (130) or SIGTERM (143).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints, data, safety
+from gan import checkpoints, data, distribute, safety
+from gan.cli import Parser, native_stderr_held_back
 from gan.config import Config, ConfigError, parse_step_range
 
 PROG = "python -m gan.train"
 
 
-def train(config: Config, run_dir: Path, images: np.ndarray | None = None, resume: bool = False):
+def train(
+    config: Config,
+    run_dir: Path,
+    images: np.ndarray | None = None,
+    resume: bool = False,
+    evaluator=None,
+):
     """Trains the GAN `config` describes, writing the run to `run_dir`; returns the trained GAN.
 
     resume=False: a new run; `run_dir` must not exist. resume=True: continues the run in
     `run_dir` from its latest checkpoint; `config` is the run's saved config (see
     Config.resumed_with), its `epochs` may be larger than before.
     images: uint8 (N, 28, 28), already loaded and checked by the caller; loaded from
-    config.dataset / config.data / config.limit if None.
+    config.dataset / config.data / config.limit if None. Trains under config.strategy (every
+    worker of a multiworker run calls this).
+    evaluator: the gan.evaluate.Evaluator that config.eval_every uses; if None, one is built
+    for config.dataset / config.data (all of its images, not only the first --limit).
 
     Raises ConfigError (CheckpointError) before writing anything if the run directory cannot be
     created or the checkpoint cannot be resumed; safety.NonFiniteLoss if training diverges;
     safety.Interrupted after SIGINT or SIGTERM, once the current epoch is checkpointed.
     """
-    return Training(config, run_dir, images, resume).run()
+    return Training(config, run_dir, images, resume, evaluator).run()
 
 
 class Training:
     """`train` in two parts: construction checks everything and prepares the run directory
     (raising ConfigError before writing anything if the run cannot go ahead), `run()` trains."""
 
-    def __init__(self, config, run_dir, images=None, resume=False):
+    def __init__(self, config, run_dir, images=None, resume=False, evaluator=None):
         # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
         # instantly instead of after the seconds TensorFlow takes to load.
         import keras
@@ -66,17 +74,29 @@ class Training:
 
         from gan.gan import build_gan
 
+        # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
+        strategy = distribute.make_strategy(config.strategy)
+        distribute.check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
         self.run_dir = run_dir = Path(run_dir)
         self.images = (
             data.load(config.dataset, config.data, config.limit) if images is None else images
         )
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
         self.config = config = config.resolved(len(self.images), has_gpu)
+        self.evaluator = evaluator
+        if config.eval_every and evaluator is None:
+            from gan.evaluate import Evaluator
+
+            try:  # may train the classifier; reads only its own random state, never the global
+                self.evaluator = Evaluator.for_dataset(config.dataset, config.data)
+            except data.DataError as error:  # e.g. no label files: bad input, nothing written
+                raise ConfigError(f"--eval-every: {error}") from None
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)  # weights, dropout; noise, shuffling: below
-        # Keras turns XLA off under op determinism (with a warning): say so up front instead.
-        self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
+        with strategy.scope():
+            # Keras turns XLA off under op determinism (with a warning): say so up front.
+            self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
         self.checkpoints = checkpoints.Checkpoints(
             self.model, run_dir / "checkpoints", checkpoints.fingerprint(self.images)
         )
@@ -135,6 +155,7 @@ class Training:
                             config.epochs,
                         ),
                         callbacks.History(self.history_csv, run_dir / "losses.png"),
+                        *([self._evaluation(writer)] if config.eval_every else []),
                         *([callbacks.SendSignal(hook, steps_per_epoch)] if hook else []),
                         # after every per-epoch writer: the checkpoint commits the epoch
                         callbacks.SaveCheckpoints(
@@ -151,13 +172,21 @@ class Training:
             raise safety.Interrupted(stop.signum, self.epochs_done, config.epochs)
         return self.model
 
+    def _evaluation(self, writer):
+        from gan.callbacks import Evaluation
+
+        every, epochs = self.config.eval_every, self.config.epochs
+        return Evaluation(self.evaluator, self.run_dir, writer, every, epochs)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = _resolve_config(args)
         run_dir = Path(config.logdir) / config.run
-        _check_run_dir(run_dir, args.resume)
+        chief = distribute.is_chief(config.strategy)  # only the chief writes run_dir
+        if chief:
+            _check_run_dir(run_dir, args.resume)
         safety.signal_hook_from_env()
         images = data.load(config.dataset, config.data, config.limit)
         if len(images) < config.batch_size:
@@ -172,16 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     resume_command = shlex.join(
         [*PROG.split(), "--logdir", config.logdir, "--run", config.run, "--resume"]
     )
+    note = "" if chief else " (the chief worker does; this one's output is discarded)"
     try:
-        try:
-            with _native_stderr_held_back(unless=ConfigError):
-                training = Training(config, run_dir, images, resume=args.resume)
-        except ConfigError as error:  # the run directory or checkpoint; nothing was written
-            return _usage_error(error)
-        if args.resume:
-            print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
-        print(f"Training on {len(images)} images; writing {run_dir}", flush=True)
-        training.run()
+        with distribute.output_dir(run_dir, chief) as output:
+            try:
+                with native_stderr_held_back(unless=ConfigError):
+                    training = Training(config, output, images, resume=args.resume)
+            except ConfigError as error:  # run directory, checkpoint, devices: nothing written
+                return _usage_error(error)
+            if args.resume:
+                print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
+            print(f"Training on {len(images)} images; writing {run_dir}{note}", flush=True)
+            training.run()
     except safety.NonFiniteLoss as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
@@ -201,14 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line, no usage dump: the message already names the flag.
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Train the textbook MLP GAN on MNIST-style 28x28 images. Outputs go to "
         "LOGDIR/RUN: config.json, TensorBoard events (tensorboard --logdir LOGDIR), "
@@ -221,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
         "config.json; flags that differ from the saved options are refused, except --epochs "
-        "(to train longer), --checkpoint-every and --sample-every",
+        "(to train longer), --checkpoint-every, --sample-every and --eval-every",
     )
     return parser
 
@@ -229,31 +254,6 @@ def _parser() -> argparse.ArgumentParser:
 def _usage_error(error: Exception) -> int:
     print(f"{PROG}: error: {error}", file=sys.stderr)
     return 2
-
-
-@contextlib.contextmanager
-def _native_stderr_held_back(unless: type[Exception]):
-    """Holds back everything written to file descriptor 2 in the block (TensorFlow's C++
-    start-up messages go there, whatever TF_CPP_MIN_LOG_LEVEL says) and writes it out when the
-    block ends, unless the block raised `unless`: that error's one line is then all there is."""
-    sys.stderr.flush()
-    original = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        show = True
-        try:
-            yield
-        except unless:
-            show = False
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(original, 2)
-            os.close(original)
-            if show:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
-                sys.stderr.flush()
 
 
 def _resolve_config(args: argparse.Namespace) -> Config:

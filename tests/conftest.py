@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,19 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def run_module(module: str, *args, cwd=PROJECT_ROOT, env=None) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` (arguments str()-ed) with this checkout's `gan` first on the path,
+    output captured as text. env: variables to set on top of the current environment."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})},
+    )
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -48,3 +64,24 @@ def data_dir(tmp_path, images) -> Path:
     write_idx(directory / "t10k-images-idx3-ubyte.gz", images)
     write_idx(directory / "t10k-labels-idx1-ubyte.gz", np.arange(len(images)) % 10)
     return directory
+
+
+def make_labelled_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (count, 28, 28) and labels (count,) 0-9: class k is a blob at the k-th of ten
+    places on a circle (jittered by a pixel), so a small classifier tells them apart at once."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    angles = 2 * np.pi * labels / 10
+    centres = 14 + 8 * np.stack([np.sin(angles), np.cos(angles)], axis=1)
+    centres += rng.uniform(-1, 1, size=(count, 2))
+    rows, cols = np.mgrid[:28, :28]
+    distance = np.hypot(rows - centres[:, 0, None, None], cols - centres[:, 1, None, None])
+    images = np.clip(255 * np.exp(-((distance / 3) ** 2)), 0, 255).astype(np.uint8)
+    return images, labels.astype(np.uint8)
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, message: str) -> None:
+    """Exit status 2 and one line on stderr that contains `message`, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

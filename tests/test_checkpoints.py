@@ -231,3 +231,18 @@ def test_first_signal_asks_to_stop_second_interrupts_at_once():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is previous
+
+
+@pytest.mark.parametrize("mixed_precision", [None, "float16"])
+def test_checkpoints_use_the_optimizers_as_compiled_without_adding_variables(
+    tmp_path, mixed_precision
+):
+    """GAN.compile builds both optimizers; building a LossScaleOptimizer a second time would
+    give it a second, stale set of its own variables."""
+    config = Config(noise_dim=8, mixed_precision=mixed_precision)
+    model = build_gan(config.resolved(1000, has_gpu=False))
+    optimizer_variables = model.d_optimizer.variables + model.g_optimizer.variables
+    Checkpoints(model, tmp_path, "")
+    assert model.d_optimizer.variables + model.g_optimizer.variables == optimizer_variables
+    paths = [v.path for v in optimizer_variables]
+    assert len(paths) == len(set(paths))

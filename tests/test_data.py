@@ -127,3 +127,63 @@ def test_reads_the_real_mnist_test_set():
     images = data.load_path(SHARED_DATA / "mnist")
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert images.max() == 255 and images.min() == 0
+
+
+def test_labelled_directory_pairs_each_image_file_with_its_label_file(tmp_path):
+    first, second = make_images(5, seed=1), make_images(7, seed=2)
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", second)
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.full(7, 2))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", first)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5))
+    images, labels = data.load_labelled("mnist", str(tmp_path))
+    np.testing.assert_array_equal(images, data.load_path(tmp_path))  # the order load() uses
+    np.testing.assert_array_equal(labels, [0, 1, 2, 3, 4] + [2] * 7)
+    assert labels.dtype == np.uint8
+    images, labels = data.load_labelled("mnist", str(tmp_path), limit=3)
+    assert len(images) == len(labels) == 3
+
+
+def test_labelled_npz_uses_y_train_and_y_test(tmp_path):
+    path = _npz(
+        tmp_path, x_train=make_images(3), y_train=[7, 8, 9], x_test=make_images(2), y_test=[1, 2]
+    )
+    images, labels = data.load_labelled("mnist", str(path))
+    assert images.shape == (5, 28, 28)
+    np.testing.assert_array_equal(labels, [7, 8, 9, 1, 2])
+
+
+def _images_without_labels(directory):
+    write_idx(directory / "x-images-idx3-ubyte", make_images(3))
+    return directory
+
+
+def _fewer_labels_than_images(directory):
+    write_idx(directory / "x-labels-idx1-ubyte", np.arange(2))
+    return write_idx(directory / "x-images-idx3-ubyte", make_images(3))
+
+
+@pytest.mark.parametrize(
+    "make_path, message",
+    [
+        (_images_without_labels, "no label file x-labels-idx1-ubyte"),
+        (lambda d: _npz(d, images=make_images(3)), "no labels"),
+        (_fewer_labels_than_images, "3 images but 2 labels"),
+    ],
+)
+def test_missing_or_mismatched_labels_raise_data_error(tmp_path, make_path, message):
+    with pytest.raises(data.DataError, match=message):
+        data.load_labelled("mnist", str(make_path(tmp_path)))
+
+
+def test_truncated_label_file_raises_data_error(tmp_path):
+    path = write_idx(tmp_path / "x-labels-idx1-ubyte", np.arange(10))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(data.DataError, match="truncated or corrupt"):
+        data.read_idx_labels(path)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data/mnist absent")
+def test_reads_the_real_mnist_labels():
+    images, labels = data.load_labelled("mnist", str(SHARED_DATA / "mnist"))
+    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]  # MNIST test set counts

@@ -57,7 +57,7 @@ def _summary(model) -> list:
     described = {
         keras.layers.Dense: lambda layer: (layer.units, layer.activation.__name__),
         keras.layers.LeakyReLU: lambda layer: layer.negative_slope,
-        keras.layers.BatchNormalization: lambda layer: layer.momentum,
+        keras.layers.BatchNormalization: lambda layer: (layer.momentum, layer.synchronized),
         keras.layers.Dropout: lambda layer: layer.rate,
         keras.layers.Conv2D: _convolution,
         keras.layers.Conv2DTranspose: _convolution,
@@ -75,7 +75,11 @@ def test_mlp_bn_is_the_upgraded_mlp_gan():
     hidden = [
         block
         for units in (256, 512, 1024)
-        for block in (("Dense", (units, "linear")), ("LeakyReLU", 0.2), ("BatchNormalization", 0.8))
+        for block in (
+            ("Dense", (units, "linear")),
+            ("LeakyReLU", 0.2),
+            ("BatchNormalization", (0.8, True)),
+        )
     ]
     assert _summary(generator) == [*hidden, ("Dense", (784, "tanh")), ("Reshape", (28, 28, 1))]
     assert _summary(discriminator) == [
@@ -108,7 +112,8 @@ def test_dcgan_upsamples_7x7x128_to_28x28_and_downsamples_with_strided_convoluti
         (14, 14, 64),
         (28, 28, 1),
     ]
-    assert [name for name, _ in _summary(generator)].count("BatchNormalization") == 2
+    batch_norms = [setting for name, setting in _summary(generator) if name == "BatchNormalization"]
+    assert batch_norms == [(0.8, True)] * 2  # synchronized: global statistics under a strategy
     assert _summary(generator)[-1] == ("Conv2DTranspose", (1, (4, 4), (2, 2), "same"))
     assert generator.layers[-1].activation.__name__ == "tanh"
     assert _summary(discriminator) == [

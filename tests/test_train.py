@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, make_images
+from conftest import PROJECT_ROOT, assert_usage_error, make_images
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from test_data import BAD_INPUTS
@@ -155,13 +155,6 @@ def test_bad_input_is_one_line_on_stderr_and_exit_status_2(tmp_path, data_dir, a
     result = run_cli("--data", data_dir, "--logdir", tmp_path / "logs", *args)
     assert_usage_error(result, message)
     assert not (tmp_path / "logs").exists()  # nothing written
-
-
-def assert_usage_error(result: subprocess.CompletedProcess, message: str) -> None:
-    """Exit status 2 and one line on stderr that contains `message`, no traceback."""
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)

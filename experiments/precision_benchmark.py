@@ -1,0 +1,65 @@
+"""Training speed of the default step in float32, bfloat16 and float16 (--mixed-precision).
+
+    python experiments/precision_benchmark.py --steps 260 --json experiments/results/precision.json
+
+One process, the same images, the default configuration otherwise (steps per call resolved as
+`python -m gan.train` does). Variants are timed in interleaved rounds and each reports its best
+round, as in experiments/benchmark.py, whose timing class this reuses. Results and the machine
+they were measured on: README, Scaling out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmark import DEFAULT_DATA, _machine, _Ours
+
+from gan import data
+from gan.config import Config
+
+PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=260, help="steps timed per variant and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="images to train on")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    images = data.load_path(args.data)
+    base = Config().resolved(len(images), has_gpu=False)
+    variants = {
+        name: _Ours(images, base.replace(mixed_precision=precision))
+        for name, precision in PRECISIONS.items()
+    }
+    rates = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, run_steps in variants.items():
+            rates[name].append(run_steps(args.steps))
+            print(f"  {name:9s} {rates[name][-1]:8.1f} steps/s", file=sys.stderr, flush=True)
+
+    best = {name: max(r) for name, r in rates.items()}
+    results = {
+        "machine": _machine(),
+        "config": base.to_json(),
+        "variants": {
+            name: {"steps_per_second": best[name], "rounds": rates[name]} for name in rates
+        },
+    }
+    print("| precision | steps/s (best of rounds) | vs float32 |")
+    print("| --- | ---: | ---: |")
+    for name, rate in best.items():
+        print(f"| {name} | {rate:.1f} | {rate / best['float32']:.2f}x |")
+    print(f"load average at the end: {results['machine']['load_average_at_end']}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

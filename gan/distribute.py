@@ -1,0 +1,158 @@
+"""Scaling out: the tf.distribute strategy behind `--strategy`, and where each worker writes.
+
+The training code is the same under every strategy. `train()` builds the GAN inside
+`strategy.scope()`; Keras' fit distributes the dataset, splitting each global batch of
+--batch-size images evenly over the replicas, and runs `GAN.train_step` on every replica. Why
+a step on N replicas equals a step on one device on the same global batch is explained in
+gan/gan.py (`GAN.train_step`).
+
+TensorFlow is imported by the functions that need it, so that `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from gan.config import ConfigError
+
+
+def make_strategy(name: str):
+    """The tf.distribute.Strategy a --strategy value names.
+
+    default: TensorFlow's default strategy: one device, and the step runs exactly as without
+        tf.distribute. mirrored: MirroredStrategy over every GPU of this machine, else over
+        its CPU devices (one, unless the process split the CPU into logical devices).
+    multiworker: MultiWorkerMirroredStrategy over the cluster the TF_CONFIG environment
+        variable describes (this machine alone without it). It must be created before
+        TensorFlow runs anything else in the process.
+    """
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy() if name == "default" else _replicating_strategy(name)
+
+
+@functools.cache
+def _replicating_strategy(name: str):
+    """One strategy of each kind per process, so that train() can run twice in a process:
+    a second MirroredStrategy reuses the first one's collective-op keys for tensors of other
+    shapes and the training fails ("Shape mismatch in the collective instance")."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def check_batch_split(batch_size: int, replicas: int) -> None:
+    """Raises ConfigError unless every replica gets the same number of images: Keras losses
+    average over each replica's own batch, so only equal shares add up to the global mean."""
+    if batch_size % replicas:
+        raise ConfigError(
+            f"--batch-size {batch_size} does not split evenly over {replicas} replicas; "
+            f"use a multiple of {replicas}"
+        )
+
+
+def is_chief(strategy: str, environ=os.environ) -> bool:
+    """Whether this process writes the run directory. Every process does except the non-chief
+    workers of a multiworker run: by TensorFlow's convention the chief is the task of type
+    "chief" in TF_CONFIG, or worker 0 when the cluster has no "chief" task."""
+    if strategy != "multiworker" or not environ.get("TF_CONFIG"):
+        return True
+    try:
+        tf_config = json.loads(environ["TF_CONFIG"])
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        task_type, index = task["type"], int(task["index"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise ConfigError(
+            f"TF_CONFIG must be JSON with 'cluster' and 'task' {{'type', 'index'}} "
+            f"({type(error).__name__}: {error}); see README, Scaling out"
+        ) from None
+    if "chief" in cluster:
+        return task_type == "chief"
+    return task_type == "worker" and index == 0
+
+
+@contextlib.contextmanager
+def output_dir(run_dir: Path, chief: bool):
+    """Yields the directory this process writes its run to: run_dir for the chief; for any
+    other worker a scratch directory, deleted afterwards. So every worker runs train()
+    unchanged, callbacks included, and only the chief's files are kept: the pattern of
+    tf.keras' ModelCheckpoint under MultiWorkerMirroredStrategy (distributed_file_utils)."""
+    if chief:
+        yield Path(run_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="gan-worker-") as scratch:
+        yield Path(scratch) / Path(run_dir).name
+
+
+def replicated_train_function(model):
+    """The train function Keras' fit calls, for a model under a strategy with several
+    replicas: `model.steps_per_execution` steps per call, logs averaged over all replicas.
+
+    It replaces Keras' own function, which fails there in two ways (TF 2.21, Keras 3.15.1):
+    - MultiWorkerMirroredStrategy: Keras averages each log with strategy.reduce(..., axis=0),
+      which rejects scalars ("Invalid reduction dimension 0 for input with 0 dimensions",
+      reported as tensorflow/tensorflow#72388). Here the replicas average their logs with an
+      all-reduce.
+    - Several steps per call under MirroredStrategy with several devices (reproduced with a
+      plain Sequential model too): Keras guards each step with a tf.cond, in case the data
+      runs out, and a tf.function holding strategy.run, whose replicas synchronise through
+      merge_call outside XLA, fails when called inside a tf.cond ("You must feed a value for
+      placeholder tensor", the error of keras-team/keras#19246). Here the steps run in a loop
+      without the guard, which is safe because a run's steps_per_call divides its steps per
+      epoch (Config.resolved), so no call reaches past the data.
+    """
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+
+    def replica_step(batch):
+        logs = model.train_step(batch)
+        # Each replica's metrics cover its own equal share of every batch, so their mean
+        # over the replicas (of all workers) is the metric of the global batches.
+        return tf.distribute.get_replica_context().all_reduce("MEAN", logs)
+
+    @tf.function(jit_compile=model.jit_compile, reduce_retracing=True)
+    def one_step(batch):
+        logs = strategy.run(replica_step, args=(batch,))
+        return {name: strategy.experimental_local_results(v)[0] for name, v in logs.items()}
+
+    @tf.function
+    def train_function(iterator):
+        logs = one_step(next(iterator))
+        for _ in tf.range(model.steps_per_execution - 1):
+            logs = one_step(next(iterator))
+        return logs
+
+    return train_function
+
+
+def skip_together(gradients: list) -> list:
+    """This replica's gradients, made non-finite if any replica's are (a float16 overflow), so
+    that a LossScaleOptimizer skips the step on every replica or on none.
+
+    Keras' LossScaleOptimizer (3.15.1) checks the gradients of the first replica only, before
+    they are summed: if only another replica overflows, its inf is summed into the update of
+    every replica and the loss scale is not lowered (reproduced on two CPU devices). Under
+    MultiWorkerMirroredStrategy each worker decides from its own gradients, so workers could
+    disagree, one skipping the gradient all-reduce that the other waits in (not reproduced).
+    Costs one scalar all-reduce per update. Call this in replica context.
+    """
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context.num_replicas_in_sync == 1:
+        return gradients
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+    overflows = context.all_reduce("SUM", tf.cast(tf.logical_not(finite), tf.float32))
+    poison = tf.where(overflows > 0, float("nan"), 0.0)
+    return [g + tf.cast(poison, g.dtype) for g in gradients]

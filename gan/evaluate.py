@@ -1,0 +1,385 @@
+"""Score samples against real images: `python -m gan.evaluate --run logs/NAME` (see --help).
+
+The protocol: the real data set is split into two fixed halves (a seeded permutation). A small
+CNN classifier (gan.classifier) is trained on the *reference* half, or loaded from its cache;
+the same half gives the reference feature statistics. Samples are then scored by
+
+    frechet_distance   between the classifier's penultimate features of the samples and of
+                       the reference half (lower is better; the FID with our classifier)
+    classifier_score   exp(mean KL(p(y|x) || p(y))) (higher is better, at most 10)
+    classes_covered    classes that get >= 1 % of the samples by the classifier's vote (of 10)
+    class_kl           KL(class histogram || uniform) in nats (0: balanced; log 10: one class)
+
+and the *held-out* half, which the classifier has not seen either, is scored the same way: the
+real-data floor each number should be read against. It also measures the classifier's accuracy.
+
+Python API (for experiment scripts and training): `Evaluator(images, labels)` or
+`Evaluator.for_dataset(dataset, data)` once, then `evaluator.evaluate(samples)` for each set of
+uint8 samples; or `evaluate(samples, images, labels)` in one call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gan import data
+from gan.cli import Parser, native_stderr_held_back, whole_number
+from gan.config import DATASETS, ConfigError
+from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
+
+PROG = "python -m gan.evaluate"
+SPLIT_SEED = 0
+CLASS_GRID_COLUMNS = 10
+SCORES = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
+
+
+def split(count: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (ascending) of the reference half and the held-out half of `count` real images,
+    from a fixed permutation: every evaluation of a data set uses the same halves."""
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[: count // 2]), np.sort(order[count // 2 :])
+
+
+class Evaluator:
+    """Scores uint8 images (N, 28, 28) against one labelled real data set (see the module
+    docstring for the protocol). Building it trains or loads the classifier; reuse it."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, cache_dir=None, spec=None):
+        """images: uint8 (N, 28, 28), the real data set; labels: (N,) classes 0-9.
+        cache_dir: where classifiers are cached (default: gan.classifier.default_cache_dir()).
+        spec: a gan.classifier.ClassifierSpec (default: the standard one)."""
+        from gan import classifier
+        from gan.metrics import feature_statistics
+
+        labels = np.asarray(labels)
+        if len(images) != len(labels) or len(images) < 4:
+            raise data.DataError(f"need >= 4 labelled images, got {len(images)}/{len(labels)}")
+        if labels.min() < 0 or labels.max() >= classifier.NUM_CLASSES:
+            raise data.DataError(f"labels must be 0-{classifier.NUM_CLASSES - 1}")
+        reference, held_out = split(len(images))
+        self.classifier, self.classifier_info = classifier.load_or_train(
+            images[reference], labels[reference], spec or classifier.ClassifierSpec(), cache_dir
+        )
+        features, _ = self.classifier.predict(images[reference])
+        self.reference_statistics = feature_statistics(features)
+        self.held_out_images, self.held_out_labels = images[held_out], labels[held_out]
+        self.real_data = {"images": len(images)}  # which real images, for the records
+        self._real = None
+
+    @classmethod
+    def for_dataset(cls, dataset: str, data_path=None, limit=None, **kwargs) -> Evaluator:
+        """The Evaluator of a data set as gan.train loads it (--dataset, --data, --limit)."""
+        evaluator = cls(*data.load_labelled(dataset, data_path, limit), **kwargs)
+        evaluator.real_data = {
+            "dataset": dataset,
+            "data": data_path,
+            "limit": limit,
+            **evaluator.real_data,
+        }
+        return evaluator
+
+    @property
+    def held_out_count(self) -> int:
+        return len(self.held_out_images)
+
+    def score(self, images: np.ndarray) -> dict:
+        """{"n", "frechet_distance", "classifier_score", "classes_covered", "class_kl",
+        "class_histogram" (10 fractions)} of uint8 images (N >= 2, 28, 28)."""
+        return self._score(*self.classifier.predict(images))
+
+    def real_scores(self) -> dict:
+        """score() of the held-out real images (the floor), plus "classifier_accuracy" on
+        them. Computed once."""
+        if self._real is None:
+            features, probabilities = self.classifier.predict(self.held_out_images)
+            accuracy = np.mean(probabilities.argmax(axis=1) == self.held_out_labels)
+            self._real = {
+                **self._score(features, probabilities),
+                "classifier_accuracy": float(accuracy),
+            }
+        return self._real
+
+    def _score(self, features: np.ndarray, probabilities: np.ndarray) -> dict:
+        from gan import metrics
+
+        histogram = metrics.class_histogram(probabilities)
+        return {
+            "n": len(features),
+            "frechet_distance": metrics.frechet_distance(
+                *metrics.feature_statistics(features), *self.reference_statistics
+            ),
+            "classifier_score": metrics.classifier_score(probabilities),
+            "classes_covered": metrics.classes_covered(histogram),
+            "class_kl": metrics.kl_to_uniform(histogram),
+            "class_histogram": [round(float(h), 4) for h in histogram],
+        }
+
+    def evaluate(self, images: np.ndarray) -> dict:
+        """{"real_data": which real images, "generated": score(images), "real": real_scores(),
+        "classifier": where it is cached, whether it was just trained, and how long that
+        took}."""
+        return {
+            "real_data": self.real_data,
+            "generated": self.score(images),
+            "real": self.real_scores(),
+            "classifier": self.classifier_info,
+        }
+
+
+def evaluate(images: np.ndarray, real_images: np.ndarray, real_labels: np.ndarray, **kwargs):
+    """Evaluator(real_images, real_labels, **kwargs).evaluate(images), in one call."""
+    return Evaluator(real_images, real_labels, **kwargs).evaluate(images)
+
+
+def class_rows(images: np.ndarray, votes: np.ndarray, per_class: int) -> np.ndarray:
+    """uint8 (10 * per_class, 28, 28) for a grid with one row per class: row k holds the first
+    `per_class` images (in sample order, not the most confident) voted class k, black where
+    there are fewer."""
+    rows = np.zeros((10, per_class, *images.shape[1:]), np.uint8)
+    for label in range(10):
+        chosen = images[votes == label][:per_class]
+        rows[label, : len(chosen)] = chosen
+    return rows.reshape(-1, *images.shape[1:])
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+def format_table(result: dict, label: str) -> str:
+    """Markdown of an evaluate() result: the scores of the samples and of the real floor, the
+    share of each class by the classifier's vote, and the classifier's accuracy."""
+    generated, real = result["generated"], result["real"]
+    real_label = "real (held-out half of the real images)"
+    rows = [
+        "| images | n | Fréchet distance ↓ | classifier score ↑ | classes covered ↑ "
+        "| KL(classes ‖ uniform) ↓ |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        _table_row(label, generated),
+        _table_row(real_label, real),
+        "",
+        "| % of images per class | " + " | ".join(map(str, range(10))) + " |",
+        "| --- |" + " ---: |" * 10,
+        _histogram_row(label, generated),
+        _histogram_row(real_label, real),
+    ]
+    classifier = result["classifier"]
+    origin = "loaded from" if classifier["cached"] else "trained and saved to"
+    return "\n".join(rows) + (
+        f"\n\nClassifier: {100 * real['classifier_accuracy']:.2f} % accurate on the "
+        f"{real['n']} held-out real images; {origin} {classifier['path']}"
+    )
+
+
+def _histogram_row(label: str, scores: dict) -> str:
+    return f"| {label} | " + " | ".join(f"{100 * h:.1f}" for h in scores["class_histogram"]) + " |"
+
+
+def _table_row(label: str, scores: dict) -> str:
+    return (
+        f"| {label} | {scores['n']} | {scores['frechet_distance']:.3f} "
+        f"| {scores['classifier_score']:.3f} | {scores['classes_covered']} "
+        f"| {scores['class_kl']:.4f} |"
+    )
+
+
+def format_line(result: dict) -> str:
+    """One console line: each score with the real floor in parentheses."""
+    generated, real = result["generated"], result["real"]
+    return (
+        f"FD {generated['frechet_distance']:.3f} (real {real['frechet_distance']:.3f}) "
+        f"score {generated['classifier_score']:.3f} (real {real['classifier_score']:.3f}) "
+        f"classes {generated['classes_covered']} KL {generated['class_kl']:.4f} "
+        f"(real {real['class_kl']:.4f})"
+    )
+
+
+def log_scalars(writer, result: dict, step: int) -> None:
+    """TensorBoard scalars eval/<score> (the samples) and eval_real/<score> (the floor)."""
+    import tensorflow as tf
+
+    with writer.as_default():
+        for prefix, scores in (("eval", result["generated"]), ("eval_real", result["real"])):
+            for name in SCORES:
+                tf.summary.scalar(f"{prefix}/{name}", float(scores[name]), step=step)
+        tf.summary.scalar(
+            "eval_real/classifier_accuracy", result["real"]["classifier_accuracy"], step=step
+        )
+    writer.flush()
+
+
+def read_records(path: Path) -> list:
+    """The records of a JSON list file such as eval.json ([] if it does not exist). Raises
+    ConfigError if it holds anything else, so that appending can never clobber it."""
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text()) if path.exists() else []
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(records, list):
+        raise ConfigError(f"{path}: not a list of evaluation records; choose another file")
+    return records
+
+
+def append_record(path: Path, record: dict, replaces=None) -> None:
+    """Appends a record to a JSON list file (created if missing), atomically: earlier
+    evaluations are never lost, and a crash never leaves a half-written file. replaces: a
+    predicate; the records it is true for are dropped first (gan.train: those of epochs that a
+    resumed run trains again)."""
+    path = Path(path)
+    records = [r for r in read_records(path) if not (replaces and replaces(r))]
+    records.append({"time": datetime.datetime.now().isoformat(timespec="seconds"), **record})
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(records, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
+        with native_stderr_held_back(unless=(ConfigError, data.DataError)):
+            source, samples = _check_sources(args)
+            json_path = check_output(args.json, ".json", "--json", overwrite=True)
+            grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
+            if json_path is None and source is not None and source.run_dir is not None:
+                json_path = source.run_dir / "eval.json"
+            if json_path is not None:
+                read_records(json_path)  # refuse a file that cannot be appended to, up front
+            dataset, data_path = _real_data(args, source)
+            generator = source.load() if source else None
+            evaluator = Evaluator.for_dataset(
+                dataset, data_path, args.limit, cache_dir=args.cache_dir
+            )
+    except (ConfigError, data.DataError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+
+    if generator is not None:
+        samples = generate(generator, args.n or evaluator.held_out_count, args.seed)
+    result = evaluator.evaluate(samples)
+    label = source.describe() if source else args.samples
+    print(format_table(result, label))
+
+    if grid_path is not None:
+        from gan.images import make_grid, save_png
+
+        votes = evaluator.classifier.predict(samples)[1].argmax(axis=1)
+        grid = make_grid(class_rows(samples, votes, CLASS_GRID_COLUMNS), 10, CLASS_GRID_COLUMNS)
+        save_png(grid.repeat(2, axis=0).repeat(2, axis=1), grid_path)
+        print(f"Wrote {grid_path}: row k holds the first images the classifier calls k")
+    if json_path is not None:
+        record = {
+            "samples": str(source.path) if source else args.samples,
+            "epoch": source.epoch if source else None,
+            "seed": args.seed if source else None,
+            **result,
+        }
+        append_record(json_path, record)
+        print(f"Appended to {json_path}")
+    if source is not None and source.run_dir is not None:
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(str(source.run_dir))
+        log_scalars(writer, result, step=source.epoch or 0)
+        writer.close()
+        print(f"TensorBoard scalars eval/* and eval_real/* at step {source.epoch or 0}")
+    return 0
+
+
+def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None]:
+    """(source, None) for --run/--generator, (None, images) for --samples."""
+    if args.samples is None:
+        return GeneratorSource.resolve(args.run, args.generator, args.checkpoint), None
+    if args.run or args.generator or args.checkpoint:
+        raise ConfigError("give --samples or a generator (--run / --generator), not both")
+    if args.n is not None:
+        raise ConfigError("--n is the number of images to generate; --samples scores them all")
+    if not Path(args.samples).is_file():
+        raise ConfigError(f"--samples {args.samples}: no such file")
+    samples = data.load_path(args.samples)
+    if len(samples) < 2:
+        raise ConfigError(f"--samples {args.samples}: need at least 2 images")
+    return None, samples
+
+
+def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None]:
+    """--dataset and --data of the real images: the flags, else those the run trained on."""
+    config = run_config(source.run_dir) if source and source.run_dir else None
+    dataset = args.dataset or (config.dataset if config else "mnist")
+    if config is None or args.dataset or args.data:
+        return dataset, args.data
+    if config.data is not None and not Path(config.data).exists():
+        raise ConfigError(
+            f"the run was trained on --data {config.data}, which is not there from here; "
+            f"pass --data (and --dataset) for the real images"
+        )
+    return dataset, config.data
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="Score a generator (--run / --generator) or a file of samples (--samples) "
+        "against real images: Fréchet distance of classifier features, classifier score, "
+        "classes covered and KL(class histogram || uniform), next to the same numbers for "
+        "held-out real images. Prints a table; with --run also appends the result to "
+        "RUN_DIR/eval.json and writes TensorBoard scalars eval/* and eval_real/* there.",
+    )
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--samples", metavar="FILE.npz", help="score these images (gan.generate --out) instead"
+    )
+    parser.add_argument(
+        "--n",
+        type=whole_number(2),
+        help="images to generate (default: as many as the held-out real images, so both rows "
+        "of the table are estimated from equally many images)",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        metavar="{" + ",".join(DATASETS) + "}",
+        help="the real data set (default: the run's, else mnist); downloaded through "
+        "keras.datasets unless --data is given",
+    )
+    parser.add_argument(
+        "--data",
+        help="the real images as local files with their labels: a directory of idx files "
+        "(each *-images-idx3-ubyte with its *-labels-idx1-ubyte), one idx image file, or an "
+        ".npz with x_train/y_train[/x_test/y_test] (default: the run's --data)",
+    )
+    parser.add_argument("--limit", type=whole_number(4), help="use only the first N real images")
+    parser.add_argument(
+        "--cache-dir",
+        help="where trained classifiers are cached (default: $GAN_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/gan/classifiers, else ~/.cache/gan/classifiers)",
+    )
+    parser.add_argument(
+        "--class-grid",
+        metavar="FILE.png",
+        help="also write a 10-row grid: row k holds the first 10 scored images the classifier "
+        "calls class k (black where fewer), to check the class numbers by eye",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --class-grid if it exists"
+    )
+    parser.add_argument(
+        "--json",
+        metavar="FILE.json",
+        help="append the result to this JSON list (default with --run: RUN_DIR/eval.json)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Draw samples from a trained generator: `python -m gan.generate --run logs/NAME --n 10000
+--out samples.npz` (see --help).
+
+The generator comes from a run directory (its generator.keras, or with --checkpoint one of
+the checkpoints under checkpoints/) or from a bare saved model (--generator path.keras).
+Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed), so a seed always gives the
+same images, and the first k images do not depend on how many are drawn.
+
+Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
+after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
+restores ckpt-E into a generator built from the run's config.json, `--checkpoint latest` the
+newest one, `--checkpoint PATH` any checkpoint prefix (PATH.index must exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gan.checkpoints import PREFIX
+from gan.cli import Parser, native_stderr_held_back, whole_number
+from gan.config import Config, ConfigError
+
+PROG = "python -m gan.generate"
+CHECKPOINTS_DIR = "checkpoints"  # RUN/checkpoints, as gan.train writes them
+CHECKPOINT_GENERATOR = "generator"  # gan.checkpoints' name of the generator's variables
+
+
+@dataclass(frozen=True)
+class GeneratorSource:
+    """Where a generator comes from: a run directory (optionally one of its checkpoints) or a
+    bare .keras file. `epoch` is the training epoch it was saved after, when known."""
+
+    path: Path  # the .keras file or the checkpoint prefix that is loaded
+    run_dir: Path | None = None
+    checkpoint: bool = False
+    epoch: int | None = None
+
+    @classmethod
+    def resolve(cls, run=None, generator=None, checkpoint=None) -> GeneratorSource:
+        """Checks that the files exist (raises ConfigError naming the flag) and returns where
+        the generator will be loaded from. Exactly one of run / generator."""
+        if (run is None) == (generator is None):
+            raise ConfigError("give exactly one of --run RUN_DIR and --generator FILE.keras")
+        if generator is not None:
+            if checkpoint is not None:
+                raise ConfigError("--checkpoint needs --run (checkpoints live in a run directory)")
+            path = Path(generator)
+            if not path.is_file() or path.suffix != ".keras":
+                raise ConfigError(f"--generator {path}: not a .keras file")
+            return cls(path)
+        run_dir = Path(run)
+        if not (run_dir / "config.json").is_file():
+            raise ConfigError(f"--run {run_dir}: not a run directory (it has no config.json)")
+        if checkpoint is not None:
+            prefix = _checkpoint_prefix(run_dir, checkpoint)
+            number = re.search(r"-(\d+)$", prefix.name)
+            return cls(prefix, run_dir, True, int(number.group(1)) if number else None)
+        path = run_dir / "generator.keras"
+        if not path.is_file():
+            raise ConfigError(
+                f"--run {run_dir}: no generator.keras (training did not finish?); "
+                f"pick a saved epoch with --checkpoint latest"
+            )
+        return cls(path, run_dir, False, run_config(run_dir).epochs)
+
+    def load(self):
+        """The generator as a keras.Model: (B, noise_dim) -> (B, 28, 28, 1) in [-1, 1]."""
+        generator = self._restore() if self.checkpoint else self._load_keras_file()
+        if len(generator.input_shape) != 2 or np.prod(generator.output_shape[1:]) != 28 * 28:
+            raise ConfigError(
+                f"{self.path}: not a generator (it maps {generator.input_shape} to "
+                f"{generator.output_shape}, not noise to 28x28 images)"
+            )
+        return generator
+
+    def _load_keras_file(self):
+        import keras
+
+        try:
+            return keras.models.load_model(self.path, compile=False)
+        except Exception as error:  # keras raises many types for unreadable files
+            raise ConfigError(f"{self.path}: cannot load the model ({_one_line(error)})") from None
+
+    def _restore(self):
+        import tensorflow as tf
+
+        from gan.models import generator_for
+
+        config = run_config(self.run_dir)
+        generator = generator_for(config)
+        # gan.checkpoints stores each network as the list of its variables, in order.
+        checkpoint = tf.train.Checkpoint(**{CHECKPOINT_GENERATOR: list(generator.variables)})
+        try:
+            status = checkpoint.read(str(self.path))
+            status.assert_existing_objects_matched()  # every generator variable was restored
+        except AssertionError:
+            raise ConfigError(
+                f"--checkpoint {self.path}: holds no `{CHECKPOINT_GENERATOR}` (see gan.checkpoints)"
+            ) from None
+        except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
+            raise ConfigError(
+                f"--checkpoint {self.path}: cannot restore the generator of --arch {config.arch} "
+                f"--noise-dim {config.noise_dim} from it ({_one_line(error)})"
+            ) from None
+        status.expect_partial()  # the discriminator, optimizers and counters are not needed
+        return generator
+
+    def describe(self) -> str:
+        return str(self.path) + (f" (epoch {self.epoch})" if self.epoch else "")
+
+
+def generate(generator, n: int, seed: int = 0, batch_size: int = 1000) -> np.ndarray:
+    """n images from `generator`: uint8 (n, 28, 28), 0-255. The noise is the first n rows of
+    numpy.random.default_rng(seed).standard_normal, so a seed gives the same images every time
+    and the first k images do not depend on n."""
+    from gan.data import to_uint8
+
+    noise_dim = generator.input_shape[-1]
+    noise = np.random.default_rng(seed).standard_normal((n, noise_dim), dtype=np.float32)
+    batches = [
+        to_uint8(generator(noise[start : start + batch_size], training=False))
+        for start in range(0, n, batch_size)
+    ]
+    return np.concatenate(batches)
+
+
+def run_config(run_dir: Path) -> Config:
+    """The Config a run was trained with (its config.json). Raises ConfigError if unreadable."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return Config.from_json(path.read_text())
+    except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: not a readable run config ({error})") from None
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a generator and its noise, shared with gan.evaluate."""
+    parser.add_argument(
+        "--run", metavar="RUN_DIR", help="a run directory (e.g. logs/NAME): its generator.keras"
+    )
+    parser.add_argument(
+        "--generator", metavar="FILE", help="a saved generator (.keras) instead of --run"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="EPOCH|latest|PATH",
+        help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{CHECKPOINTS_DIR}/"
+        f"ckpt-EPOCH), the latest checkpoint, or a checkpoint path, instead of generator.keras",
+    )
+    parser.add_argument(
+        "--seed",
+        type=whole_number(0),
+        default=0,
+        help="seed of the noise: same seed, same images (default: 0)",
+    )
+
+
+def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> Path | None:
+    """Checks an output file before any work: right suffix, a directory to write it in, and
+    no existing file unless `overwrite`. Raises ConfigError."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.suffix != suffix:
+        raise ConfigError(f"{flag} {path}: the file name must end in {suffix}")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{flag} {path} already exists; choose another name or --overwrite")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: no directory {path.parent}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with native_stderr_held_back(unless=ConfigError):  # TensorFlow loads in here
+            source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
+            out = check_output(args.out, ".npz", "--out", args.overwrite)
+            png = check_output(args.png, ".png", "--png", args.overwrite)
+            if out is None and png is None:
+                raise ConfigError("nothing to write: give --out FILE.npz and/or --png FILE.png")
+            generator = source.load()
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+
+    from gan.images import make_grid, save_png
+
+    count = max(args.n if out else 0, args.rows * args.cols if png else 0)
+    images = generate(generator, count, args.seed)
+    if out:
+        np.savez_compressed(out, images=images[: args.n])
+        print(f"Wrote {args.n} images from {source.describe()} to {out} (key 'images', uint8)")
+    if png:
+        save_png(make_grid(images, args.rows, args.cols, scale=args.scale), png)
+        print(f"Wrote a {args.rows}x{args.cols} grid from {source.describe()} to {png}")
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:200] or type(error).__name__
+
+
+def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
+    import tensorflow as tf
+
+    directory = run_dir / CHECKPOINTS_DIR
+    if checkpoint == "latest":
+        latest = tf.train.latest_checkpoint(str(directory))
+        if latest is None:
+            raise ConfigError(f"--checkpoint latest: no checkpoints in {directory}")
+        return Path(latest)
+    prefix = directory / f"{PREFIX}-{checkpoint}" if checkpoint.isdigit() else Path(checkpoint)
+    if not Path(f"{prefix}.index").is_file():
+        state = tf.train.get_checkpoint_state(str(directory)) if directory.is_dir() else None
+        saved = [Path(p).name for p in state.all_model_checkpoint_paths] if state else []
+        raise ConfigError(
+            f"--checkpoint {checkpoint}: no checkpoint {prefix} "
+            f"(saved: {', '.join(saved) or f'none in {directory}'})"
+        )
+    return prefix
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="Draw images from a trained generator: an .npz of uint8 images (key "
+        "'images', shape (N, 28, 28), 0-255) for gan.evaluate, and/or a PNG grid to look at.",
+    )
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--n", type=whole_number(1), default=10000, help="images to write to --out (default: 10000)"
+    )
+    parser.add_argument("--out", metavar="FILE.npz", help="write the images to this .npz file")
+    parser.add_argument("--png", metavar="FILE.png", help="write a ROWS x COLS grid as a PNG")
+    parser.add_argument(
+        "--rows", type=whole_number(1), default=10, help="grid rows for --png (default: 10)"
+    )
+    parser.add_argument(
+        "--cols", type=whole_number(1), default=10, help="grid columns for --png (default: 10)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=whole_number(1),
+        default=2,
+        help="--png pixels per image pixel (default: 2; a 10x10 grid is then 604 px square)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out / --png if they exist"
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

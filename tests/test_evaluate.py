@@ -1,0 +1,359 @@
+"""The evaluation protocol on tiny labelled data, `python -m gan.evaluate`, and --eval-every."""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import PROJECT_ROOT, assert_usage_error, make_labelled_images, run_module, write_idx
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from gan import evaluate
+from gan.classifier import CACHE_ENV, ClassifierSpec
+from gan.config import Config
+from gan.models import build_generator
+from gan.train import train
+
+SCORES = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
+QUICK = ClassifierSpec(epochs=3, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def evaluator(tmp_path_factory):
+    images, labels = make_labelled_images(400)
+    return evaluate.Evaluator(
+        images, labels, cache_dir=tmp_path_factory.mktemp("cache"), spec=QUICK
+    )
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    """One classifier cache for the command-line tests: the first trains, the rest load."""
+    return tmp_path_factory.mktemp("cli-cache")
+
+
+@pytest.fixture
+def labelled_dir(tmp_path):
+    """Real images with labels as the command line reads them: idx images + idx labels."""
+    images, labels = make_labelled_images(300)
+    directory = tmp_path / "real"
+    directory.mkdir()
+    write_idx(directory / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(directory / "t10k-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+def run_cli(*args, cache_dir, module="gan.evaluate", cwd=PROJECT_ROOT):
+    """`python -m MODULE ARGS` with its classifier cache in cache_dir."""
+    return run_module(module, *args, cwd=cwd, env={CACHE_ENV: str(cache_dir)})
+
+
+def _scalars(run_dir) -> dict:
+    """TensorBoard scalars eval* of a run directory: tag -> [(step, value)]."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    accumulator.Reload()
+    return {
+        tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
+        for tag in accumulator.Tags()["tensors"]
+        if tag.startswith("eval") and (events := accumulator.Tensors(tag))
+    }
+
+
+# --- the protocol ----------------------------------------------------------------------------
+
+
+def test_split_is_fixed_disjoint_and_complete():
+    reference, held_out = evaluate.split(101)
+    assert len(reference) == 50 and len(held_out) == 51
+    assert sorted(np.concatenate([reference, held_out])) == list(range(101))
+    again = evaluate.split(101)
+    np.testing.assert_array_equal(again[0], reference)
+    np.testing.assert_array_equal(again[1], held_out)
+    assert not np.array_equal(reference, np.arange(50))  # shuffled, not the first half
+
+
+def test_real_held_out_images_are_the_floor(evaluator):
+    real = evaluator.real_scores()
+    assert real["n"] == 200 and real["classifier_accuracy"] >= 0.95
+    assert real["classes_covered"] == 10 and real["class_kl"] < 0.02
+    assert real["frechet_distance"] < 1
+
+
+def test_noise_is_far_from_the_real_images(evaluator):
+    noise = np.random.default_rng(0).integers(0, 256, (200, 28, 28), np.uint8)
+    scores = evaluator.score(noise)
+    assert scores["frechet_distance"] > 20 * evaluator.real_scores()["frechet_distance"]
+    assert scores["classifier_score"] < evaluator.real_scores()["classifier_score"]
+
+
+def test_a_single_class_covers_one_class_with_kl_log_10(evaluator):
+    images, labels = make_labelled_images(300, seed=5)
+    scores = evaluator.score(images[labels == 3])
+    assert scores["classes_covered"] == 1
+    assert scores["class_histogram"][3] == 1.0
+    assert scores["class_kl"] == pytest.approx(math.log(10), abs=1e-9)
+    assert scores["classifier_score"] == pytest.approx(1, abs=0.05)
+
+
+def test_evaluate_in_one_call_matches_the_evaluator(evaluator, tmp_path):
+    images, labels = make_labelled_images(400)
+    samples = make_labelled_images(100, seed=9)[0]
+    result = evaluate.evaluate(samples, images, labels, cache_dir=tmp_path, spec=QUICK)
+    assert set(result) == {"real_data", "generated", "real", "classifier"}
+    assert result["generated"] == evaluator.score(samples)
+    assert result["real"] == evaluator.real_scores()
+    assert result["real_data"] == {"images": 400}
+
+
+def test_table_shows_both_rows_and_the_classifier(evaluator):
+    result = evaluator.evaluate(make_labelled_images(50, seed=3)[0])
+    table = evaluate.format_table(result, "my samples")
+    lines = table.splitlines()
+    assert lines[0].startswith("| images | n | Fréchet distance")
+    assert lines[2].startswith("| my samples | 50 | ")
+    assert lines[3].startswith("| real (held-out half of the real images) | 200 | ")
+    assert lines[7].startswith("| my samples | 10.0 | 10.0 | ")  # 5 images of each class
+    assert "% accurate on the 200 held-out real images" in table
+
+
+def test_class_rows_put_each_class_in_its_row_and_pad_with_black():
+    images = np.arange(1, 8, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)
+    votes = np.array([3, 1, 3, 3, 3, 0, 1])  # image i is filled with the value i + 1
+    rows = evaluate.class_rows(images, votes, per_class=3).reshape(10, 3, 28, 28)[..., 0, 0]
+    assert rows[3].tolist() == [1, 3, 4]  # the first three voted 3, in sample order
+    assert rows[1].tolist() == [2, 7, 0] and rows[0].tolist() == [6, 0, 0]
+    assert not rows[[2, 4, 5, 6, 7, 8, 9]].any()
+
+
+def test_labels_outside_0_to_9_are_refused(tmp_path):
+    images, labels = make_labelled_images(20)
+    with pytest.raises(ValueError, match="labels must be 0-9"):
+        evaluate.Evaluator(images, labels + 10, cache_dir=tmp_path, spec=QUICK)
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _run_dir(tmp_path, data_dir, epochs=7):
+    """A finished run as gan.train leaves it (config.json, generator.keras), made directly."""
+    run_dir = tmp_path / "logs" / "r"
+    run_dir.mkdir(parents=True)
+    config = Config(epochs=epochs, noise_dim=16, data=str(data_dir), run="r")
+    (run_dir / "config.json").write_text(config.to_json())
+    keras.utils.set_random_seed(1)
+    build_generator("mlp", 16).save(run_dir / "generator.keras")
+    return run_dir
+
+
+def test_cli_scores_a_run_appends_eval_json_and_logs_scalars(tmp_path, labelled_dir, cache_dir):
+    run_dir = _run_dir(tmp_path, labelled_dir)
+    first = run_cli("--run", run_dir, cache_dir=cache_dir)  # real data: the run's --data
+    assert first.returncode == 0, first.stderr
+    assert "| real (held-out half of the real images) | 150 |" in first.stdout
+    assert "generator.keras (epoch 7) | 150 |" in first.stdout
+    second = run_cli("--run", run_dir, "--n", 40, "--seed", 3, cache_dir=cache_dir)
+    assert second.returncode == 0, second.stderr
+    assert "loaded from" in second.stdout  # the classifier was cached by the first run
+
+    records = json.loads((run_dir / "eval.json").read_text())
+    assert [r["generated"]["n"] for r in records] == [150, 40]  # appended, nothing lost
+    assert [r["seed"] for r in records] == [0, 3] and records[0]["epoch"] == 7
+    assert records[0]["real"] == records[1]["real"]
+    assert records[0]["real_data"]["data"] == str(labelled_dir)
+    assert records[0]["samples"] == str(run_dir / "generator.keras")
+
+    scalars = _scalars(run_dir)
+    for name in SCORES:
+        assert [step for step, _ in scalars[f"eval/{name}"]] == [7, 7]
+        assert scalars[f"eval/{name}"][0][1] == pytest.approx(records[0]["generated"][name])
+        assert scalars[f"eval_real/{name}"][0][1] == pytest.approx(records[0]["real"][name])
+
+
+def test_cli_scores_a_samples_file(tmp_path, labelled_dir, cache_dir):
+    samples = tmp_path / "samples.npz"
+    np.savez(samples, images=make_labelled_images(60, seed=4)[0])
+    result = run_cli(
+        *("--samples", samples, "--data", labelled_dir, "--json", tmp_path / "e.json"),
+        *("--class-grid", tmp_path / "classes.png"),
+        cache_dir=cache_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    grid = np.asarray(Image.open(tmp_path / "classes.png"))
+    assert grid.shape == ((10 * 30 + 2) * 2, (10 * 30 + 2) * 2)
+    assert f"| {samples} | 60 |" in result.stdout
+    (record,) = json.loads((tmp_path / "e.json").read_text())
+    assert record["samples"] == str(samples) and record["epoch"] is None
+    assert record["generated"]["classes_covered"] == 10
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--samples", "s.npz", "--run", "r"], "give --samples or a generator"),
+        (["--samples", "missing.npz"], "--samples missing.npz: no such file"),
+        ([], "give exactly one of --run RUN_DIR and --generator FILE.keras"),
+        (["--run", "nowhere"], "not a run directory"),
+        (["--samples", "s.npz", "--n", "5"], "--samples scores them all"),
+        (["--samples", "s.npz", "--data", "UNLABELLED"], "no label file"),
+        (["--samples", "s.npz", "--n", "1"], "must be >= 2"),
+        (["--samples", "s.npz", "--dataset", "cifar"], "invalid choice"),
+        (["--samples", "s.npz", "--class-grid", "s.npz"], "must end in .png"),
+        (["--samples", "s.npz", "--json", "dict.json"], "not a list of evaluation records"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message):
+    np.savez(tmp_path / "s.npz", images=make_labelled_images(10)[0])
+    (tmp_path / "dict.json").write_text('{"not": "a list"}')
+    (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    args = [str(data_dir) if a == "UNLABELLED" else a for a in args]
+    result = run_cli(*args, cache_dir=tmp_path / "c", cwd=tmp_path)
+    assert_usage_error(result, message)
+    assert not (tmp_path / "c").exists()  # no classifier trained for bad input
+
+
+@pytest.mark.parametrize(
+    "module, flags",
+    [
+        ("gan.evaluate", ["--run", "--generator", "--checkpoint", "--seed", "--samples", "--n"]),
+        ("gan.evaluate", ["--dataset", "--data", "--limit", "--cache-dir", "--json"]),
+        ("gan.evaluate", ["--class-grid", "--overwrite"]),
+        ("gan.generate", ["--run", "--generator", "--checkpoint", "--seed", "--n", "--out"]),
+        ("gan.generate", ["--png", "--rows", "--cols", "--scale", "--overwrite"]),
+        ("gan.train", ["--eval-every"]),
+    ],
+)
+def test_help_explains_every_flag(tmp_path, module, flags):
+    result = run_cli("--help", cache_dir=tmp_path, module=module)
+    assert result.returncode == 0
+    for flag in flags:
+        assert f"  {flag} " in result.stdout  # listed with its help text
+
+
+# --- during training -------------------------------------------------------------------------
+
+
+def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluate(
+    tmp_path, labelled_dir, cache_dir
+):
+    where = ("--logdir", tmp_path / "logs", "--run", "e")
+    first = run_cli(
+        *("--epochs", 3, "--eval-every", 2, "--data", labelled_dir, "--batch-size", 32),
+        *("--noise-dim", 16, "--no-jit", *where),
+        cache_dir=cache_dir,
+        module="gan.train",
+    )
+    assert first.returncode == 0, first.stderr
+    assert [line.split(":")[0] for line in first.stdout.splitlines() if "FD" in line] == [
+        "Eval epoch 2",
+        "Eval epoch 3",  # the last epoch, though not a multiple of 2
+    ]
+    # --eval-every may change on --resume.
+    resumed = run_cli(
+        "--epochs",
+        4,
+        "--eval-every",
+        1,
+        "--resume",
+        *where,
+        cache_dir=cache_dir,
+        module="gan.train",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    run_dir = tmp_path / "logs" / "e"
+    records = json.loads((run_dir / "eval.json").read_text())
+    assert [(r["samples"], r["epoch"]) for r in records] == [("training", e) for e in (2, 3, 4)]
+    scalars = _scalars(run_dir)
+    assert [step for step, _ in scalars["eval/frechet_distance"]] == [2, 3, 4]
+
+    # The last evaluation during training is what gan.evaluate reports for the saved generator.
+    after = run_cli("--run", run_dir, cache_dir=cache_dir)
+    assert after.returncode == 0, after.stderr
+    final = json.loads((run_dir / "eval.json").read_text())[-1]
+    assert final["epoch"] == 4 and final["samples"] == str(run_dir / "generator.keras")
+    for name in SCORES:
+        assert final["generated"][name] == pytest.approx(records[-1]["generated"][name])
+
+
+def test_eval_every_without_labels_is_a_one_line_error_before_anything_is_written(
+    tmp_path, data_dir
+):
+    (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    result = run_cli(
+        *("--eval-every", 1, "--data", data_dir, "--logdir", tmp_path / "logs"),
+        cache_dir=tmp_path / "cache",
+        module="gan.train",
+    )
+    assert_usage_error(result, "--eval-every: ")
+    assert "no label file t10k-labels-idx1-ubyte.gz" in result.stderr
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_a_resumed_run_replaces_the_training_records_of_the_epochs_it_trains_again(
+    tmp_path, evaluator
+):
+    from gan.callbacks import Evaluation
+
+    path = tmp_path / "eval.json"
+    for record in [("training", 1), ("g.keras", 3), ("training", 2), ("training", 3)]:
+        evaluate.append_record(path, {"samples": record[0], "epoch": record[1]})
+    # The run was killed after epoch 3 but checkpointed after epoch 1: it trains 2 again.
+    callback = Evaluation(evaluator, tmp_path, tf.summary.create_noop_writer(), 1, 5)
+    callback.set_model(types.SimpleNamespace(generator=build_generator("mlp", 8)))
+    callback.on_epoch_end(1)
+    records = json.loads(path.read_text())
+    assert [(r["samples"], r["epoch"]) for r in records] == [
+        ("training", 1),
+        ("g.keras", 3),  # gan.evaluate's record stays
+        ("training", 2),  # the new one, with scores
+    ]
+    assert records[-1]["generated"]["n"] == evaluator.held_out_count
+
+
+def test_evaluating_during_training_does_not_change_training(tmp_path, evaluator):
+    images = make_labelled_images(64)[0]
+    config = Config(epochs=2, batch_size=32, noise_dim=8, jit=False, sample_every=5)
+    plain = train(config, tmp_path / "plain", images)
+    evaluated = train(
+        config.replace(eval_every=1), tmp_path / "evaluated", images, evaluator=evaluator
+    )
+    assert len(json.loads((tmp_path / "evaluated" / "eval.json").read_text())) == 2
+    for network in ("generator", "discriminator"):
+        for a, b in zip(
+            getattr(plain, network).get_weights(),
+            getattr(evaluated, network).get_weights(),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_classifier_seeds_experiment_scores_one_sample_set_under_each_seed(
+    tmp_path, labelled_dir, cache_dir
+):
+    run_dir = _run_dir(tmp_path, labelled_dir)
+    out = tmp_path / "seeds.md"
+    result = run_cli(
+        *("--run", run_dir, "--seeds", 0, 1, "--out", out),
+        cache_dir=cache_dir,
+        module="experiments.classifier_seeds",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
+    del rows[1]  # the alignment row
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| classifier seed",
+        "| 0",
+        "| 1",
+        "| mean ± sd",
+    ]
+    accuracies = [float(row.split(" | ")[1]) for row in rows[1:3]]
+    assert all(a >= 0.9 for a in accuracies)  # two real classifiers, each trained
+    assert rows[1] != rows[2]  # ... with its own seed

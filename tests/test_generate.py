@@ -1,0 +1,220 @@
+"""`gan.generate`: the sampling function, loading generators and checkpoints, and the CLI."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module
+from PIL import Image
+
+from gan import generate
+from gan.checkpoints import Checkpoints, fingerprint
+from gan.config import Config, ConfigError
+from gan.gan import build_gan
+from gan.models import build_generator
+from gan.train import train
+
+NOISE_DIM = 16
+
+
+def run_cli(*args, cwd=PROJECT_ROOT):
+    return run_module("gan.generate", *args, cwd=cwd)
+
+
+def _generator(seed=1):
+    keras.utils.set_random_seed(seed)
+    return build_generator("mlp", NOISE_DIM)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished run as gan.train leaves it: config.json and generator.keras."""
+    directory = tmp_path / "logs" / "r"
+    directory.mkdir(parents=True)
+    config = Config(epochs=5, noise_dim=NOISE_DIM, run="r")
+    (directory / "config.json").write_text(config.to_json())
+    _generator().save(directory / "generator.keras")
+    return directory
+
+
+def _save_checkpoint(run_dir, generator, epoch):
+    """What training writes (gan.checkpoints): the whole training state after `epoch` epochs,
+    here of a GAN whose generator has `generator`'s weights."""
+    model = build_gan(Config(noise_dim=NOISE_DIM, jit=False))
+    model.generator.set_weights(generator.get_weights())
+    saver = Checkpoints(
+        model, run_dir / "checkpoints", fingerprint(np.zeros((1, 28, 28), np.uint8))
+    )
+    saver.save(epoch)
+
+
+def _constant_generator(value):
+    """noise (B, 4) -> every pixel `value`."""
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(784, kernel_initializer="zeros", bias_initializer="zeros"),
+            keras.layers.Lambda(lambda x: x * 0 + value),
+            keras.layers.Reshape((28, 28, 1)),
+        ]
+    )
+
+
+@pytest.mark.parametrize("value, pixel", [(-1.0, 0), (0.0, 128), (1.0, 255), (3.0, 255)])
+def test_images_are_uint8_n_by_28_by_28_scaled_from_tanh_range(value, pixel):
+    images = generate.generate(_constant_generator(value), 5)
+    assert images.dtype == np.uint8 and images.shape == (5, 28, 28)
+    assert (images == pixel).all()
+
+
+def test_same_seed_same_images_and_the_first_k_do_not_depend_on_n():
+    generator = _generator()
+    images = generate.generate(generator, 30, seed=4, batch_size=7)  # 5 batches, last short
+    np.testing.assert_array_equal(generate.generate(generator, 30, seed=4), images)
+    np.testing.assert_array_equal(generate.generate(generator, 12, seed=4), images[:12])
+    assert not np.array_equal(generate.generate(generator, 30, seed=5), images)
+    assert images.min() < 100 and images.max() > 150  # an untrained net still spans pixels
+
+
+def test_npz_from_the_cli_is_what_generate_returns(tmp_path, run_dir):
+    result = run_cli("--run", run_dir, "--n", 40, "--seed", 2, "--out", tmp_path / "s.npz")
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "s.npz") as archive:
+        assert archive.files == ["images"]
+        images = archive["images"]
+    assert images.dtype == np.uint8 and images.shape == (40, 28, 28)
+    np.testing.assert_array_equal(images, generate.generate(_generator(), 40, seed=2))
+
+
+def test_png_grid_from_a_bare_generator_file(tmp_path, run_dir):
+    png = tmp_path / "grid.png"
+    result = run_cli(
+        "--generator", run_dir / "generator.keras", "--png", png, "--rows", 3, "--cols", 4
+    )
+    assert result.returncode == 0, result.stderr
+    picture = np.asarray(Image.open(png))
+    assert picture.dtype == np.uint8
+    assert picture.shape == ((3 * 30 + 2) * 2, (4 * 30 + 2) * 2)  # 28 px + 2 px pad, scale 2
+    first = generate.generate(_generator(), 1)[0]
+    np.testing.assert_array_equal(picture[4:60:2, 4:60:2], first)  # top-left cell, unscaled
+
+
+def test_outputs_are_never_overwritten_without_overwrite(tmp_path, run_dir):
+    out = tmp_path / "s.npz"
+    out.write_bytes(b"precious")
+    result = run_cli("--run", run_dir, "--out", out)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert out.read_bytes() == b"precious"
+    assert run_cli("--run", run_dir, "--n", 3, "--out", out, "--overwrite").returncode == 0
+    with np.load(out) as archive:
+        assert archive["images"].shape == (3, 28, 28)
+
+
+def test_checkpoint_by_epoch_and_latest(run_dir):
+    trained_more = [_generator(seed) for seed in (7, 8)]
+    for epoch, generator in zip((2, 4), trained_more, strict=True):
+        _save_checkpoint(run_dir, generator, epoch)
+    for choice, expected, epoch in [("2", trained_more[0], 2), ("latest", trained_more[1], 4)]:
+        source = generate.GeneratorSource.resolve(run=run_dir, checkpoint=choice)
+        assert source.epoch == epoch and source.checkpoint
+        np.testing.assert_array_equal(
+            generate.generate(source.load(), 10), generate.generate(expected, 10)
+        )
+    by_path = generate.GeneratorSource.resolve(
+        run=run_dir, checkpoint=str(run_dir / "checkpoints" / "ckpt-2")
+    )
+    assert by_path.epoch == 2
+    final = generate.GeneratorSource.resolve(run=run_dir)
+    assert final.epoch == 5 and not final.checkpoint  # generator.keras: the config's epochs
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"arch": "mlp-bn", "g_hidden": "32,64"}], ids=["mlp", "mlp-bn-widths"]
+)
+def test_checkpoints_of_a_real_training_run(tmp_path, options):
+    """The checkpoint's generator is built from the run's config (--arch, --g-hidden) and
+    restored with its BatchNorm moving statistics, which sampling (inference mode) uses."""
+    images = make_images(64)
+    config = Config(epochs=2, batch_size=32, noise_dim=NOISE_DIM, jit=False, **options)
+    train(config, tmp_path / "run", images)
+    final = generate.GeneratorSource.resolve(run=tmp_path / "run")
+    last = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="latest")
+    assert last.epoch == 2 and last.path.name == "ckpt-2"
+    expected = generate.generate(final.load(), 20)
+    np.testing.assert_array_equal(generate.generate(last.load(), 20), expected)
+    before_training = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="0")
+    assert not np.array_equal(generate.generate(before_training.load(), 20), expected)
+
+
+def test_checkpoint_cli(tmp_path, run_dir):
+    _save_checkpoint(run_dir, _generator(seed=7), 3)
+    result = run_cli("--run", run_dir, "--checkpoint", 3, "--n", 6, "--out", tmp_path / "c.npz")
+    assert result.returncode == 0, result.stderr
+    assert "ckpt-3 (epoch 3)" in result.stdout
+    with np.load(tmp_path / "c.npz") as archive:
+        np.testing.assert_array_equal(archive["images"], generate.generate(_generator(seed=7), 6))
+
+
+def test_checkpoint_errors_name_what_exists(run_dir):
+    with pytest.raises(ConfigError, match="no checkpoints in"):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+    _save_checkpoint(run_dir, _generator(), 2)
+    with pytest.raises(ConfigError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="9")
+    # A checkpoint without a `generator`, or of other networks, is refused, not half-loaded.
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=_generator()), run_dir / "checkpoints", max_to_keep=None
+    ).save(checkpoint_number=6)
+    with pytest.raises(ConfigError, match="holds no `generator`"):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
+    config = Config.from_json((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(config.replace(noise_dim=8).to_json())
+    with pytest.raises(
+        ConfigError, match="cannot restore the generator of --arch mlp --noise-dim 8"
+    ):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give exactly one of --run RUN_DIR and --generator FILE.keras"),
+        (["--run", "RUN", "--generator", "RUN/generator.keras"], "give exactly one of"),
+        (["--run", "RUN"], "nothing to write: give --out FILE.npz and/or --png FILE.png"),
+        (["--run", "RUN", "--out", "x.npy"], "--out x.npy: the file name must end in .npz"),
+        (["--run", "RUN", "--png", "no/dir/g.png"], "no directory no/dir"),
+        (["--run", "nowhere", "--png", "g.png"], "not a run directory"),
+        (["--generator", "RUN/discriminator.keras", "--png", "g.png"], "not a generator"),
+        (["--generator", "RUN/config.json", "--png", "g.png"], "not a .keras file"),
+        (["--generator", "RUN/generator.keras", "--checkpoint", "1"], "--checkpoint needs --run"),
+        (["--run", "RUN", "--n", "0", "--out", "s.npz"], "--n: must be >= 1, got 0"),
+        (["--run", "RUN", "--seed", "x", "--out", "s.npz"], "expected a whole number"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, run_dir, args, message):
+    keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()]).save(
+        run_dir / "discriminator.keras"
+    )
+    args = [a.replace("RUN", str(run_dir)) for a in args]
+    result = run_cli(*args, cwd=tmp_path)
+    assert_usage_error(result, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # nothing written
+
+
+def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
+    _save_checkpoint(run_dir, _generator(), 2)
+    data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    with pytest.raises(ConfigError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
+    (run_dir / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable run config"):
+        generate.GeneratorSource.resolve(run=run_dir)
+
+
+def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
+    (run_dir / "generator.keras").unlink()
+    with pytest.raises(ConfigError, match="--checkpoint latest"):
+        generate.GeneratorSource.resolve(run=run_dir)
