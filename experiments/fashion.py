@@ -1,4 +1,4 @@
-"""Exercise 3, Fashion-MNIST: the textbook MLP GAN and the best architecture on MNIST (dcgan,
+"""Exercise 3, Fashion-MNIST: the textbook MLP GAN and the best architecture on MNIST (mlp-bn,
 see experiments/results/upgraded) trained on Fashion-MNIST and evaluated against it.
 
     python -m experiments.fashion [--quick]     (see --help; writes experiments/results/fashion/)
@@ -16,7 +16,7 @@ from experiments.sweep import SHARED_DATA, Experiment, main
 EXPERIMENT = Experiment(
     name="fashion",
     title="Fashion-MNIST: the textbook MLP GAN and the best architecture on MNIST",
-    runs={arch: {"arch": arch} for arch in ("mlp", "dcgan")},
+    runs={arch: {"arch": arch} for arch in ("mlp", "mlp-bn")},
     options={"epochs": 100, "eval_every": 10},
     dataset="fashion_mnist",
     data=SHARED_DATA / "fashion-mnist",

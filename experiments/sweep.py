@@ -40,16 +40,18 @@ RESULTS = Path("experiments/results")
 QUICK_IMAGES = 256  # --quick: train and evaluate on this many images ...
 QUICK_OPTIONS = {"epochs": 2, "batch_size": 32, "eval_every": 1}  # ... for 2 short epochs
 QUICK_CLASSIFIER_EPOCHS = 2
-GRID_SIDE = 10  # <run>.png: 10x10 samples
+GRID_SIDE, GRID_SCALE = 10, 2  # <run>.png: 10x10 samples, each pixel 2x2
 
 # The quality target (issue 7): classifier score >= 0.95 of the real images', all 10 classes
 # covered, KL(class histogram || uniform) <= 0.02 nats.
 TARGET_SCORE_RATIO, TARGET_CLASSES, TARGET_KL = 0.95, 10, 0.02
+SURE = 0.99  # a sample the classifier is sure of: its most probable class has p > SURE
 
 # Options that say where a run lives or how often it reports, not what it trains.
 NOT_COMPARED = {"logdir", "run", "sample_every", "checkpoint_every", "eval_every"}
-# Options that change only how fast a run trains: compared, but not listed in the tables.
-NOT_SHOWN = {"jit", "steps_per_call", "profile_steps", "deterministic"}
+# Options compared but not listed as options in the tables: those that change only how fast a
+# run trains, and the epochs, which have a column of their own.
+NOT_SHOWN = {"jit", "steps_per_call", "profile_steps", "deterministic", "strategy", "epochs"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Experiment:
     """name: results directory and run group; title: the table's heading; runs: run name ->
     the gan.config.Config options of that run (beside `options`, shared by all runs);
     dataset / data: the real images, for training (first `train_images` of them, all if None)
-    and for evaluation (all of them); notes: markdown printed under the table."""
+    and for evaluation (all of them)."""
 
     name: str
     title: str
@@ -66,7 +68,6 @@ class Experiment:
     dataset: str = "mnist"
     data: Path = SHARED_DATA / "mnist"
     train_images: int | None = None
-    notes: str = ""
 
 
 def main(experiment: Experiment, argv: list[str] | None = None) -> int:
@@ -92,7 +93,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
         return 2
 
-    results = {}
+    results, grids = {}, {}
     for name, config in configs.items():
         run_dir = logdir / name
         if not finished[name]:
@@ -103,14 +104,19 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
                 print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
                 return 1
         results[name] = run_result(run_dir, len(images) // config.batch_size)
+        samples = _samples(run_dir, evaluator.held_out_count)  # the images it was scored on
+        results[name]["generated"].update(confidence(evaluator, samples))
+        grids[name] = samples[: GRID_SIDE * GRID_SIDE]
+    real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
     command = shlex.join(["python", "-m", f"experiments.{experiment.name}", *argv])
-    write_results(out, experiment, results, evaluator.real_scores(), command)
+    write_results(out, experiment, results, real, grids, command)
     print((out / "README.md").read_text())
     return 0
 
 
 def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Path) -> dict:
-    """run name -> its gan.config.Config (validated: raises ConfigError)."""
+    """run name -> its gan.config.Config (validated: raises ConfigError): the experiment's
+    options, then the run's, then with `quick` the quick mode's (also over a run's epochs)."""
     from gan.config import Config
 
     common = {
@@ -120,10 +126,10 @@ def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Pa
         "limit": experiment.train_images,
         "logdir": str(logdir),
     }
-    if quick:
-        common.update(QUICK_OPTIONS, limit=QUICK_IMAGES)
+    quick_options = {**QUICK_OPTIONS, "limit": QUICK_IMAGES} if quick else {}
     return {
-        name: Config(**{**common, **opts, "run": name}) for name, opts in experiment.runs.items()
+        name: Config(**{**common, **options, **quick_options, "run": name})
+        for name, options in experiment.runs.items()
     }
 
 
@@ -225,11 +231,32 @@ def meets_target(generated: dict, real: dict) -> bool:
     )
 
 
-def write_results(out: Path, experiment: Experiment, results: dict, real: dict, command: str):
-    """Writes OUT/README.md, results.json, <run>.png and curves.png (see the module docstring)."""
+def confidence(evaluator, images) -> dict:
+    """How sure the evaluation classifier is of uint8 images (N, 28, 28): the mean entropy of
+    p(y|x) in nats ("mean_entropy") and the share of images whose most probable class has
+    p > SURE ("sure"). The classifier score is exp(H(p(y)) - mean entropy): with the classes
+    balanced, the mean entropy is what keeps it below the real images'."""
+    import numpy as np
+    from scipy.special import xlogy
+
+    _, probabilities = evaluator.classifier.predict(images)
+    entropy = -xlogy(probabilities, probabilities).sum(axis=1)
+    return {
+        "mean_entropy": float(entropy.mean()),
+        "sure": float(np.mean(probabilities.max(axis=1) > SURE)),
+    }
+
+
+def write_results(
+    out: Path, experiment: Experiment, results: dict, real: dict, grids: dict, command: str
+):
+    """Writes OUT/README.md, results.json, <run>.png (from `grids`: run name -> uint8 images)
+    and curves.png (see the module docstring)."""
+    from gan.images import make_grid, save_png
+
     out.mkdir(parents=True, exist_ok=True)
-    for name in results:
-        _save_grid(out / f"{name}.png", Path(results[name]["config"]["logdir"]) / name)
+    for name, images in grids.items():
+        save_png(make_grid(images, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
     _plot_curves(out / "curves.png", results)
     record = {"experiment": experiment.name, "command": command, "real": real, "runs": results}
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -252,6 +279,7 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         "classifier score ↑ (÷ real)",
         "classes covered",
         "KL(classes ‖ uniform) ↓",
+        f"classifier sure (p > {SURE})",
         "target",
         "steps/s",
         "wall time",
@@ -266,6 +294,7 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
             f"({r['generated']['classifier_score'] / real['classifier_score']:.3f})",
             str(r["generated"]["classes_covered"]),
             f"{r['generated']['class_kl']:.4f}",
+            f"{100 * r['generated']['sure']:.0f} %",
             "met" if meets_target(r["generated"], real) else "not met",
             f"{r['steps_per_second']:.1f}",
             _duration(r["wall_seconds"]),
@@ -281,6 +310,7 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
             f"{real['classifier_score']:.3f} (1.000)",
             str(real["classes_covered"]),
             f"{real['class_kl']:.4f}",
+            f"{100 * real['sure']:.0f} %",
             "",
             "",
             "",
@@ -301,11 +331,11 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         f"{real['n']:,} samples (noise seed 0) against the real images with gan.evaluate; the "
         f"evaluation classifier is {100 * real['classifier_accuracy']:.1f} % accurate on the "
         f"held-out real half. Target: classifier score >= {TARGET_SCORE_RATIO} of the real "
-        f"images', {TARGET_CLASSES} classes covered, KL <= {TARGET_KL}. steps/s: the median "
+        f"images', {TARGET_CLASSES} classes covered, KL <= {TARGET_KL}. Classifier sure: the "
+        f"share of samples whose most probable class has p > {SURE}. steps/s: over the median "
         "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
         "wall time: the whole run, compiling, evaluations and checkpoints included.",
         "",
-        *([experiment.notes, ""] if experiment.notes else []),
         "Samples (the first 100 scored images of each run):",
         "",
         _table(list(results), [grids]),
@@ -337,16 +367,15 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
-def _save_grid(path: Path, run_dir: Path) -> None:
-    """The first GRID_SIDE² images the run was evaluated on (gan.generate, seed 0)."""
+def _samples(run_dir: Path, count: int):
+    """The `count` images a finished run was evaluated on: gan.generate with noise seed 0 from
+    its generator.keras, as gan.train's evaluation draws them."""
     import keras
 
     from gan.generate import generate
-    from gan.images import make_grid, save_png
 
     generator = keras.models.load_model(run_dir / "generator.keras", compile=False)
-    images = generate(generator, GRID_SIDE * GRID_SIDE, seed=0)
-    save_png(make_grid(images, GRID_SIDE, GRID_SIDE), path)
+    return generate(generator, count, seed=0)
 
 
 def _plot_curves(path: Path, results: dict) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import types
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -45,8 +47,10 @@ def test_quick_mode_writes_table_grids_curves_and_hparams(script, tmp_path, data
         assert [point["epoch"] for point in run["curve"]] == [1, 2]
         assert run["generated"]["n"] == sweep.QUICK_IMAGES // 2  # the held-out half
         assert run["steps_per_second"] > 0 and run["wall_seconds"] > 0
+        assert 0 <= run["generated"]["sure"] <= 1 and run["generated"]["mean_entropy"] >= 0
         for option, value in experiment.runs[name].items():
-            assert run["config"][option] == value
+            if option not in sweep.QUICK_OPTIONS:  # --quick trains every run 2 short epochs
+                assert run["config"][option] == value
         assert f"| {name} |" in readme and (out / f"{name}.png").stat().st_size > 0
         # Each run logged its options to the HParams plugin and the eval scores as scalars.
         events = event_accumulator.EventAccumulator(
@@ -57,6 +61,7 @@ def test_quick_mode_writes_table_grids_curves_and_hparams(script, tmp_path, data
         assert "eval/frechet_distance" in events.Tags()["tensors"]
     header = readme.splitlines()[2]  # the options that differ between runs are columns
     varying = {option for options in experiment.runs.values() for option in options}
+    varying -= set(sweep.QUICK_OPTIONS)  # --quick trains every run alike
     assert all(f" {flag(option)} |" in header for option in varying), header
     assert "| real images (held-out half) |" in readme
     assert f"Made by `python -m experiments.{script} --quick" in readme
@@ -92,3 +97,12 @@ def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
     (tmp_path / "logs" / "tiny-quick" / "a" / "generator.keras").unlink()  # as after a kill
     assert _quick(experiment, tmp_path, data_dir, cache_dir) == 2
     assert "did not finish; continue it with `python -m gan.train" in capsys.readouterr().err
+
+
+def test_confidence_is_the_mean_entropy_and_the_share_of_sure_predictions():
+    probabilities = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.995, 0.005, 0.0]])
+    classifier = types.SimpleNamespace(predict=lambda images: (None, probabilities))
+    result = sweep.confidence(types.SimpleNamespace(classifier=classifier), np.zeros((3, 28, 28)))
+    entropy = np.log(2) / 3 - (0.995 * np.log(0.995) + 0.005 * np.log(0.005)) / 3
+    assert result["mean_entropy"] == pytest.approx(entropy)
+    assert result["sure"] == pytest.approx(2 / 3)  # p > 0.99: the first and the last
