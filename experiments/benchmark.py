@@ -11,6 +11,9 @@ Everything is measured in one process, on the same images and the same networks:
   step×K          several steps per compiled call (steps_per_execution), no XLA
   step×K+xla      the same with XLA
   default         what `python -m gan.train` does with default options on this machine
+  default, Keras Adam   the same with keras.optimizers.Adam instead of our fused-kernel Adam
+
+All of ours but the last use gan.optimizers.FusedAdam, as `python -m gan.train` does.
 
 Variants are timed in interleaved rounds (round 1: every variant, round 2: every variant, ...)
 and each reports its best round, so a burst of load from another process disturbs one round of
@@ -159,11 +162,20 @@ class _Textbook:
 
 
 class _Ours:
-    """Our GAN under fit(); a call runs a whole number of compiled calls and returns steps/s."""
+    """Our GAN under fit(); a call runs a whole number of compiled calls and returns steps/s.
+    keras_adam: Keras' own Adam instead of the default fused one (gan.optimizers.FusedAdam)."""
 
-    def __init__(self, images: np.ndarray, config: Config):
+    def __init__(self, images: np.ndarray, config: Config, keras_adam: bool = False):
         keras.utils.set_random_seed(0)
         self.model = build_gan(config)
+        if keras_adam:
+            self.model.compile(
+                d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
+                g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
+                loss_fn=self.model.loss_fn,
+                jit_compile=bool(config.jit),
+                steps_per_execution=config.steps_per_call,
+            )
         self.per_call = config.steps_per_call
         self.dataset = data.make_dataset(images, config.batch_size, config.seed, epochs=10**6)
         self(2 * self.per_call)  # trace (and XLA-compile) before timing
@@ -189,6 +201,7 @@ def _variants(images: np.ndarray, per_call: int) -> dict:
         f"step×{per_call}": _Ours(images, base.replace(jit=False, steps_per_call=per_call)),
         f"step×{per_call}+xla": _Ours(images, base.replace(jit=True, steps_per_call=per_call)),
         "default": _Ours(images, _default_config(len(images))),
+        "default, Keras Adam": _Ours(images, _default_config(len(images)), keras_adam=True),
     }
 
 

@@ -27,6 +27,7 @@ from distributed_runs import BATCH, EPOCHS, IMAGES, METRICS, NOISE_DIM
 from gan import data, distribute
 from gan.config import Config, ConfigError
 from gan.gan import build_gan
+from gan.optimizers import FusedAdam
 
 SCRIPT = PROJECT_ROOT / "tests" / "distributed_runs.py"
 TIMEOUT = 300  # seconds for a distributed run; a few steps take ~20 s on 2 busy cores
@@ -293,7 +294,7 @@ def test_without_mixed_precision_everything_is_float32():
     model = build_gan(Config(batch_size=BATCH, noise_dim=NOISE_DIM).resolved(IMAGES, False))
     layers = model.generator.layers + model.discriminator.layers
     assert {layer.compute_dtype for layer in layers} == {"float32"}
-    assert type(model.d_optimizer) is keras.optimizers.Adam
+    assert type(model.d_optimizer) is FusedAdam  # no loss scaling
 
 
 # --- the command line ------------------------------------------------------------------------
