@@ -203,7 +203,8 @@ def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
     # An epoch's time includes an evaluation when one ran, and the first one compiles the
     # step: the median of the others is the training speed, robust to bursts of other load.
     plain = [s for epoch, s in enumerate(seconds, 1) if epoch > 1 and epoch not in evaluated]
-    wall = json.loads((run_dir / "wall_time.json").read_text())["seconds"]
+    timed = run_dir / "wall_time.json"  # absent if the run was finished by gan.train --resume
+    wall = json.loads(timed.read_text())["seconds"] if timed.exists() else None
     last = evaluations[-1]
     return {
         "run": run_dir.name,
@@ -362,7 +363,9 @@ def _value(value) -> str:
     return "—" if value is None else str(value)
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 

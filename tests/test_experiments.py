@@ -82,6 +82,16 @@ def test_a_rerun_reuses_finished_runs_and_refuses_runs_with_other_options(
     assert "== tiny: training" not in capsys.readouterr().out  # nothing trained again
     assert (tmp_path / "out" / "results.json").read_text() == first
 
+    # A run finished by `gan.train --resume` has no wall time of the script's: shown as "—".
+    (tmp_path / "logs" / "tiny-quick" / "a" / "wall_time.json").unlink()
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+    row = next(
+        line
+        for line in (tmp_path / "out" / "README.md").read_text().splitlines()
+        if line.startswith("| a |")
+    )
+    assert row.endswith("| — |")
+
     changed = dataclasses.replace(experiment, runs={"a": {"noise_dim": 16}})
     assert _quick(changed, tmp_path, data_dir, cache_dir) == 2
     error = capsys.readouterr().err
