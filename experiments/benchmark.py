@@ -28,7 +28,7 @@ import argparse
 import json
 import os
 import platform
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -103,6 +103,7 @@ def main() -> None:
     results["projected_minutes_100_epochs_60k"] = (
         TEXTBOOK_EPOCHS * (TEXTBOOK_IMAGES // batch) / default_rate / 60
     )
+    results["profile"] = profile_breakdown(variants["default"])
     if args.memory_data:
         results["training_run"] = measure_training_run(args.memory_data)
     print(markdown(results))
@@ -267,38 +268,92 @@ def layer_shape_gflops(products) -> float:
     return flops(products) / seconds / 1e9
 
 
-def measure_training_run(path: str) -> dict:
-    """Peak resident memory and wall time of `python -m gan.train --epochs 1` on `path`."""
+# Kinds of TensorFlow op in a profile: a kind's keys are substrings of the op types it covers.
+OP_KINDS = {
+    "matrix products": ("MatMul",),  # MatMul, _MklMatMul, _MklNativeFusedMatMul (+bias, relu)
+    "Adam updates": ("ApplyAdam",),
+    "random numbers": ("StatelessRandom",),  # the noise z and the dropout masks
+}
+
+
+def profile_breakdown(variant: _Ours, calls: int = 4) -> dict:
+    """Where the time of a step goes, by the TensorFlow profiler: milliseconds per step spent
+    in each kind of op (summed over the compute threads), TensorFlow ops run per step, and the
+    wall time per step while profiling."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    steps = variant.per_call * calls
     with tempfile.TemporaryDirectory() as logdir:
-        command = [
-            sys.executable,
-            "-m",
-            "gan.train",
-            "--epochs",
-            "1",
-            "--data",
-            path,
-            "--logdir",
-            logdir,
-            "--run",
-            "memory",
-        ]
-        started = time.perf_counter()
-        result = subprocess.run(
-            command, capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
-        )
-        wall = time.perf_counter() - started
-        if result.returncode != 0:
-            return {"error": result.stderr.strip().splitlines()[-1:]}
-        epoch_seconds = float(
-            Path(logdir, "memory", "history.csv").read_text().splitlines()[1].split(",")[-1]
-        )
+        tf.profiler.experimental.start(logdir)
+        rate = variant(steps)
+        tf.profiler.experimental.stop()
+        (trace,) = Path(logdir).glob("plugins/profile/*/*.xplane.pb")
+        space = xplane_pb2.XSpace.FromString(trace.read_bytes())
+    milliseconds, ops = Counter(), 0
+    for plane in space.planes:
+        names = {key: metadata.name for key, metadata in plane.event_metadata.items()}
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the threads that run the step's ops
+                continue
+            for event in line.events:
+                name = names[event.metadata_id]
+                if ":" not in name or "::" in name:  # ops are "node:Type"; "A::B" are frames
+                    continue
+                op_type = name.rsplit(":", 1)[1]
+                kind = next(
+                    (k for k, keys in OP_KINDS.items() if any(key in op_type for key in keys)),
+                    "other ops",
+                )
+                milliseconds[kind] += event.duration_ps / 1e9
+                ops += 1
     return {
-        "command": " ".join(command[1:]),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "steps": steps,
+        "wall_ms_per_step": 1000 / rate,
+        "ops_per_step": ops / steps,
+        "op_ms_per_step": {kind: ms / steps for kind, ms in milliseconds.most_common()},
+    }
+
+
+def measure_training_run(path: str) -> dict:
+    """Peak resident memory and times of `python -m gan.train --epochs 1` on `path`.
+
+    The peak is the child's VmHWM, polled from /proc while it runs: getrusage's
+    RUSAGE_CHILDREN would also count this (large) process, whose pages a forked child shares
+    until it execs."""
+    with tempfile.TemporaryDirectory() as logdir:
+        command = [sys.executable, "-m", "gan.train", "--epochs", "1", "--data", path]
+        command += ["--logdir", logdir, "--run", "memory"]
+        started = time.perf_counter()
+        with tempfile.TemporaryFile() as stderr:
+            child = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=stderr
+            )
+            peak_kb = 0
+            while child.poll() is None:
+                peak_kb = max(peak_kb, _peak_rss_kb(child.pid))
+                time.sleep(0.05)
+            wall = time.perf_counter() - started
+            if child.returncode != 0:
+                stderr.seek(0)
+                return {"error": stderr.read().decode().strip().splitlines()[-1:]}
+        history = Path(logdir, "memory", "history.csv").read_text().splitlines()
+        epoch_seconds = float(history[1].split(",")[-1])
+    return {
+        "command": "python " + " ".join(command[1:]),
+        "peak_rss_mb": peak_kb / 1024,
         "wall_seconds": wall,
         "epoch_seconds": epoch_seconds,
     }
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """VmHWM (peak resident set) of a process in kB; 0 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match[1]) if match else 0
 
 
 def _machine() -> dict:
@@ -347,6 +402,16 @@ def markdown(results: dict) -> str:
         f"Default, projected for 100 epochs of 60,000 images (100 x 468 = 46,800 steps): "
         f"{results['projected_minutes_100_epochs_60k']:.1f} min.",
     ]
+    profile = results["profile"]
+    op_ms = sum(profile["op_ms_per_step"].values())
+    shares = ", ".join(
+        f"{kind} {100 * ms / op_ms:.0f} %" for kind, ms in profile["op_ms_per_step"].items()
+    )
+    lines.append(
+        f"Profile of {profile['steps']} default steps (TensorFlow profiler): "
+        f"{profile['ops_per_step']:.0f} ops per step taking {op_ms:.2f} ms of thread time "
+        f"({shares}); {profile['wall_ms_per_step']:.2f} ms wall time per step while profiled."
+    )
     run = results.get("training_run")
     if run and "error" not in run:
         lines.append(
