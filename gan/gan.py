@@ -180,7 +180,9 @@ def _call_keeping_statistics(model, inputs):
     moving statistics) keep their values: the call normalises with the batch's statistics as
     in training, but a generator update must not change the discriminator's state. Random-number
     states (dropout's) advance as in a plain call, so a model without statistics trains
-    bitwise as with a plain call."""
+    bitwise as with a plain call -- which is what it gets: nothing to protect, no extra ops."""
+    if not model.non_trainable_weights:
+        return model(inputs, training=True)
     outputs, states = model.stateless_call(
         model.trainable_variables, model.non_trainable_variables, inputs, training=True
     )
