@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,7 @@ def main() -> None:
     ceiling = max(matmul_gflops(4096, 4096, 4096) for _ in range(args.rounds))
     shape_ceiling = max(layer_shape_gflops(products) for _ in range(args.rounds))
     results = {
+        "command": shlex.join(["python", "experiments/benchmark.py", *sys.argv[1:]]),
         "machine": _machine(),
         "data": {"path": args.data, "images": len(images), "batch_size": batch},
         "default_config": _default_config(len(images)).to_json(),
@@ -381,6 +383,8 @@ def markdown(results: dict) -> str:
     flops, ceiling = results["flops_per_step"], results["matmul_ceiling_gflops"]
     textbook = results["variants"]["textbook"]["steps_per_second"]
     lines = [
+        f"`{results['command']}`",
+        "",
         f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
         f"TensorFlow {results['machine']['tensorflow']}, Keras {results['machine']['keras']}",
         f"One step: {flops / 1e9:.3f} GFLOP (matrix products, batch "
