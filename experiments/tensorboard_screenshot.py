@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from gan.tensorboard_server import TensorBoardError, get_json, serve, wait_for
 
+SCALARS_SHOWN = "d_loss|g_loss|d_real|d_fake"  # a TensorBoard tag filter (a regex)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # Headless Chromium as root, offline: no sandbox (it refuses root otherwise), no GPU, none of
 # the background traffic to Google's services, and a profile of its own for every start.
@@ -115,9 +118,17 @@ def _screenshot(args: argparse.Namespace, runs: list[str]) -> None:
         differing = [
             i["name"] for i in hparams["hparamInfos"] if i["differs"] and i["name"] != "run"
         ]
+        # The training curves only: a tag filter shows its charts in one grid, not one a
+        # section, and leaves out eval/* scalars, single points a line chart draws no line for.
+        shown_tags = [tag for tag in tags if re.fullmatch(SCALARS_SHOWN, tag)]
         pages = [
-            # A tag filter matching every tag shows all charts in one grid, not one a section.
-            ("scalars", "#scalars&tagFilter=.*", 800, _SCALARS_DRAWN, [len(runs), len(tags)]),
+            (
+                "scalars",
+                f"#scalars&tagFilter={quote(SCALARS_SHOWN)}",
+                800,
+                _SCALARS_DRAWN,
+                [len(runs), len(shown_tags)],
+            ),
             ("images", "#images", 720, _IMAGES_LOADED, [len(runs)]),
             ("hparams", "#hparams", 420, _HPARAMS_LISTED, [len(runs)]),
         ]
