@@ -40,7 +40,9 @@ import numpy as np
 from gan.config import ConfigError
 
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
+DIRECTORY = "checkpoints"  # RUN/checkpoints/
 PREFIX = "ckpt"  # ckpt-E: the state after E epochs
+GENERATOR = "generator"  # the key of the generator's variables (gan.generate restores them)
 
 
 class CheckpointError(ConfigError):
@@ -59,7 +61,7 @@ class Checkpoints:
     def __init__(self, model, directory: str | Path, images_sha256: str):
         import tensorflow as tf
 
-        networks = {"generator": model.generator, "discriminator": model.discriminator}
+        networks = {GENERATOR: model.generator, "discriminator": model.discriminator}
         in_networks = {id(v) for net in networks.values() for v in net.variables}
         # name -> variables, in a fixed order; the checkpoint's keys are name/index.
         self.groups = {

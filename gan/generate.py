@@ -22,13 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.checkpoints import PREFIX
+from gan import checkpoints
 from gan.cli import Parser, native_stderr_held_back, whole_number
 from gan.config import Config, ConfigError
 
 PROG = "python -m gan.generate"
-CHECKPOINTS_DIR = "checkpoints"  # RUN/checkpoints, as gan.train writes them
-CHECKPOINT_GENERATOR = "generator"  # gan.checkpoints' name of the generator's variables
 
 
 @dataclass(frozen=True)
@@ -95,13 +93,14 @@ class GeneratorSource:
         config = run_config(self.run_dir)
         generator = generator_for(config)
         # gan.checkpoints stores each network as the list of its variables, in order.
-        checkpoint = tf.train.Checkpoint(**{CHECKPOINT_GENERATOR: list(generator.variables)})
+        checkpoint = tf.train.Checkpoint(**{checkpoints.GENERATOR: list(generator.variables)})
         try:
             status = checkpoint.read(str(self.path))
             status.assert_existing_objects_matched()  # every generator variable was restored
         except AssertionError:
             raise ConfigError(
-                f"--checkpoint {self.path}: holds no `{CHECKPOINT_GENERATOR}` (see gan.checkpoints)"
+                f"--checkpoint {self.path}: holds no `{checkpoints.GENERATOR}` "
+                "(see gan.checkpoints)"
             ) from None
         except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
             raise ConfigError(
@@ -150,7 +149,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="EPOCH|latest|PATH",
-        help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{CHECKPOINTS_DIR}/"
+        help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{checkpoints.DIRECTORY}/"
         f"ckpt-EPOCH), the latest checkpoint, or a checkpoint path, instead of generator.keras",
     )
     parser.add_argument(
@@ -210,13 +209,17 @@ def _one_line(error: BaseException) -> str:
 def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
     import tensorflow as tf
 
-    directory = run_dir / CHECKPOINTS_DIR
+    directory = run_dir / checkpoints.DIRECTORY
     if checkpoint == "latest":
         latest = tf.train.latest_checkpoint(str(directory))
         if latest is None:
             raise ConfigError(f"--checkpoint latest: no checkpoints in {directory}")
         return Path(latest)
-    prefix = directory / f"{PREFIX}-{checkpoint}" if checkpoint.isdigit() else Path(checkpoint)
+    prefix = (
+        directory / f"{checkpoints.PREFIX}-{checkpoint}"
+        if checkpoint.isdigit()
+        else Path(checkpoint)
+    )
     if not Path(f"{prefix}.index").is_file():
         state = tf.train.get_checkpoint_state(str(directory)) if directory.is_dir() else None
         saved = [Path(p).name for p in state.all_model_checkpoint_paths] if state else []

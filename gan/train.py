@@ -98,7 +98,7 @@ class Training:
             # Keras turns XLA off under op determinism (with a warning): say so up front.
             self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
         self.checkpoints = checkpoints.Checkpoints(
-            self.model, run_dir / "checkpoints", checkpoints.fingerprint(self.images)
+            self.model, run_dir / checkpoints.DIRECTORY, checkpoints.fingerprint(self.images)
         )
         self.history_csv, self.samples_dir = run_dir / "history.csv", run_dir / "samples"
         if resume:
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stop}; resume with: {resume_command}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
-        if checkpoints.latest_exists(run_dir / "checkpoints"):
+        if checkpoints.latest_exists(run_dir / checkpoints.DIRECTORY):
             where = f"resume from the last checkpoint with: {resume_command}"
         elif run_dir.exists():
             where = f"no checkpoint was saved: remove {run_dir} and start again"
