@@ -46,6 +46,7 @@ from gan import data
 from gan.config import Config
 from gan.gan import build_gan
 from gan.models import mlp_generator
+from gan.optimizers import FusedAdam
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
@@ -74,13 +75,9 @@ def main() -> None:
     variants = _variants(images, args.steps_per_call)
     # Profiled first: later in the process the profiler recorded only part of the ops.
     profile = profile_breakdown(variants["default"])
-    timings = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, run_steps in variants.items():
-            timings[name].append(run_steps(args.steps))
-            print(f"  {name:12s} {timings[name][-1]:8.1f} steps/s", file=sys.stderr, flush=True)
+    timings = time_in_rounds(variants, args.steps, args.rounds)
 
-    default = build_gan(_default_config(len(images)))
+    default = variants["default"].model
     products = step_matmuls(default.generator, default.discriminator, batch)
     step = flops(products)
     ceiling = max(matmul_gflops(4096, 4096, 4096) for _ in range(args.rounds))
@@ -172,15 +169,7 @@ class _Ours:
 
     def __init__(self, images: np.ndarray, config: Config, keras_adam: bool = False):
         keras.utils.set_random_seed(0)
-        self.model = build_gan(config)
-        if keras_adam:
-            self.model.compile(
-                d_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
-                g_optimizer=keras.optimizers.Adam(config.lr, beta_1=config.beta1),
-                loss_fn=self.model.loss_fn,
-                jit_compile=bool(config.jit),
-                steps_per_execution=config.steps_per_call,
-            )
+        self.model = build_gan(config, adam=keras.optimizers.Adam if keras_adam else FusedAdam)
         self.per_call = config.steps_per_call
         self.dataset = data.make_dataset(images, config.batch_size, config.seed, epochs=10**6)
         self(2 * self.per_call)  # trace (and XLA-compile) before timing
@@ -190,6 +179,18 @@ class _Ours:
         started = time.perf_counter()
         self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
         return steps / (time.perf_counter() - started)
+
+
+def time_in_rounds(variants: dict, steps: int, rounds: int) -> dict:
+    """name -> steps/s of each round. Round 1 times every variant, then round 2 every variant,
+    ...: a burst of load from another process disturbs one round of every variant instead of
+    all rounds of one. Prints each timing to stderr as it is made."""
+    timings = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run_steps in variants.items():
+            timings[name].append(run_steps(steps))
+            print(f"  {name:12s} {timings[name][-1]:8.1f} steps/s", file=sys.stderr, flush=True)
+    return timings
 
 
 def _default_config(image_count: int) -> Config:

@@ -4,7 +4,7 @@
 
 One process, the same images, the default configuration otherwise (steps per call resolved as
 `python -m gan.train` does). Variants are timed in interleaved rounds and each reports its best
-round, as in experiments/benchmark.py, whose timing class this reuses. Results and the machine
+round, as in experiments/benchmark.py, whose timing code this reuses. Results and the machine
 they were measured on: README, Scaling out.
 """
 
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from benchmark import DEFAULT_DATA, _machine, _Ours
+from benchmark import DEFAULT_DATA, _machine, _Ours, time_in_rounds
 
 from gan import data
 from gan.config import Config
@@ -37,11 +36,7 @@ def main() -> None:
         name: _Ours(images, base.replace(mixed_precision=precision))
         for name, precision in PRECISIONS.items()
     }
-    rates = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, run_steps in variants.items():
-            rates[name].append(run_steps(args.steps))
-            print(f"  {name:9s} {rates[name][-1]:8.1f} steps/s", file=sys.stderr, flush=True)
+    rates = time_in_rounds(variants, args.steps, args.rounds)
 
     best = {name: max(r) for name, r in rates.items()}
     results = {

@@ -193,10 +193,11 @@ def _call_keeping_statistics(model, inputs):
     return outputs
 
 
-def build_gan(config) -> GAN:
+def build_gan(config, adam=FusedAdam) -> GAN:
     """The compiled GAN a resolved gan.config.Config describes (see Config.resolved): its
     networks, two separate Adam optimizers (the textbook shares one; ours use TensorFlow's fused
-    Adam kernel, gan.optimizers.FusedAdam), binary cross-entropy on
+    Adam kernel, gan.optimizers.FusedAdam; `adam` picks another class, e.g.
+    keras.optimizers.Adam to compare), binary cross-entropy on
     logits, XLA if config.jit, config.steps_per_call steps per compiled call, and
     config.mixed_precision. Call it inside a tf.distribute strategy's scope to train under
     that strategy."""
@@ -205,8 +206,8 @@ def build_gan(config) -> GAN:
         discriminator = discriminator_for(config)
     model = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed)
     model.compile(
-        d_optimizer=_optimizer(config),
-        g_optimizer=_optimizer(config),
+        d_optimizer=_optimizer(config, adam),
+        g_optimizer=_optimizer(config, adam),
         loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
         jit_compile=bool(config.jit),
         steps_per_execution=config.steps_per_call,
@@ -214,8 +215,8 @@ def build_gan(config) -> GAN:
     return model
 
 
-def _optimizer(config):
-    adam = FusedAdam(config.lr, beta_1=config.beta1)
+def _optimizer(config, adam_class):
+    adam = adam_class(config.lr, beta_1=config.beta1)
     # float16 overflows past 65504 and flushes below 6e-8: it needs dynamic loss scaling.
     # bfloat16 has float32's range and does not.
     return (

@@ -60,3 +60,17 @@ def test_fused_adam_uses_the_fused_kernel():
     )
     ops = {op.type for op in graph.get_operations()}
     assert "ResourceApplyAdam" in ops and "Sqrt" not in ops
+
+
+@pytest.mark.parametrize("adam", [FusedAdam, keras.optimizers.Adam])
+def test_build_gan_gives_each_network_its_own_adam_of_the_chosen_class(adam):
+    from gan.config import Config
+    from gan.gan import build_gan
+
+    config = Config(lr=3e-4, beta1=0.4).resolved(1000, has_gpu=False)
+    model = build_gan(config) if adam is FusedAdam else build_gan(config, adam=adam)
+    assert model.d_optimizer is not model.g_optimizer
+    for optimizer in (model.d_optimizer, model.g_optimizer):
+        assert type(optimizer) is adam
+        assert float(optimizer.learning_rate) == pytest.approx(3e-4)
+        assert optimizer.beta_1 == pytest.approx(0.4)
