@@ -35,49 +35,42 @@ BN_MOMENTUM = 0.8  # moving statistics follow the fast-changing generator closel
 def mlp_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp"][0]) -> keras.Sequential:
     """The textbook generator: noise -> 256 relu -> 512 relu -> 784 tanh (566,800 params
     for noise_dim 128); `hidden` changes the hidden layers' widths and number."""
-    return keras.Sequential(
-        [
-            keras.Input((noise_dim,)),
-            *[layers.Dense(units, activation="relu") for units in hidden],
-            layers.Dense(IMAGE_SIZE, activation="tanh"),
-            layers.Reshape(IMAGE_SHAPE, dtype=OUTPUT_DTYPE),
-        ],
-        name="generator",
-    )
+    return _mlp_generator(noise_dim, hidden, lambda units: [layers.Dense(units, activation="relu")])
 
 
 def mlp_discriminator(hidden=MLP_HIDDEN["mlp"][1]) -> keras.Sequential:
     """The textbook discriminator: 784 -> 256 relu -> dropout 0.3 -> 1 logit (201,217 params);
     `hidden` changes the hidden layers' widths and number (each followed by dropout 0.3)."""
-    return keras.Sequential(
-        [
-            keras.Input(IMAGE_SHAPE),
-            layers.Flatten(),
-            *[
-                block
-                for units in hidden
-                for block in (layers.Dense(units, activation="relu"), layers.Dropout(0.3))
-            ],
-            layers.Dense(1, dtype=OUTPUT_DTYPE),
-        ],
-        name="discriminator",
+    return _mlp_discriminator(
+        hidden, lambda units: [layers.Dense(units, activation="relu"), layers.Dropout(0.3)]
     )
 
 
 def mlp_bn_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp-bn"][0]) -> keras.Sequential:
     """noise -> (Dense, LeakyReLU 0.2, BatchNormalization) per hidden width -> 784 tanh."""
+    return _mlp_generator(
+        noise_dim,
+        hidden,
+        lambda units: [
+            layers.Dense(units),
+            layers.LeakyReLU(LEAK),
+            layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True),
+        ],
+    )
+
+
+def mlp_bn_discriminator(hidden=MLP_HIDDEN["mlp-bn"][1]) -> keras.Sequential:
+    """784 -> (Dense, LeakyReLU 0.2) per hidden width -> 1 logit; no dropout, no BatchNorm."""
+    return _mlp_discriminator(hidden, lambda units: [layers.Dense(units), layers.LeakyReLU(LEAK)])
+
+
+def _mlp_generator(noise_dim: int, hidden, block) -> keras.Sequential:
+    """noise -> block(width) for each hidden width -> Dense 784 tanh -> 28x28x1.
+    block: width -> the layers of one hidden layer."""
     return keras.Sequential(
         [
             keras.Input((noise_dim,)),
-            *[
-                block
-                for units in hidden
-                for block in (
-                    layers.Dense(units),
-                    layers.LeakyReLU(LEAK),
-                    layers.BatchNormalization(momentum=BN_MOMENTUM, synchronized=True),
-                )
-            ],
+            *[layer for units in hidden for layer in block(units)],
             layers.Dense(IMAGE_SIZE, activation="tanh"),
             layers.Reshape(IMAGE_SHAPE, dtype=OUTPUT_DTYPE),
         ],
@@ -85,13 +78,13 @@ def mlp_bn_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp-bn"][0]) -> keras.Se
     )
 
 
-def mlp_bn_discriminator(hidden=MLP_HIDDEN["mlp-bn"][1]) -> keras.Sequential:
-    """784 -> (Dense, LeakyReLU 0.2) per hidden width -> 1 logit; no dropout, no BatchNorm."""
+def _mlp_discriminator(hidden, block) -> keras.Sequential:
+    """28x28x1 -> 784 -> block(width) for each hidden width -> Dense 1 (the logit)."""
     return keras.Sequential(
         [
             keras.Input(IMAGE_SHAPE),
             layers.Flatten(),
-            *[block for units in hidden for block in (layers.Dense(units), layers.LeakyReLU(LEAK))],
+            *[layer for units in hidden for layer in block(units)],
             layers.Dense(1, dtype=OUTPUT_DTYPE),
         ],
         name="discriminator",
