@@ -4,8 +4,8 @@
 
 One process, the same images, the default configuration otherwise (steps per call resolved as
 `python -m gan.train` does). Variants are timed in interleaved rounds and each reports its best
-round, as in experiments/benchmark.py (both time with experiments/timing.py). Results and the machine
-they were measured on: README, Scaling out.
+round, as in experiments/benchmark.py (both time with experiments/timing.py). Results and the
+machine they were measured on: README, Scaling out.
 """
 
 from __future__ import annotations
