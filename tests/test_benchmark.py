@@ -1,0 +1,54 @@
+"""The benchmark's peers train the same networks as ours, and each one's step trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments import peers
+from gan.config import Config
+
+
+def test_the_peers_networks_have_the_shapes_of_ours():
+    pytest.importorskip("tensorflow")
+    from experiments.flops import dense_kernels
+    from gan.models import discriminator_for, generator_for
+
+    config = Config().resolved(10_000, has_gpu=False)
+    assert peers.GENERATOR_KERNELS == dense_kernels(generator_for(config))
+    assert peers.DISCRIMINATOR_KERNELS == dense_kernels(discriminator_for(config))
+
+
+def _changed(before, after) -> bool:
+    return all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_the_jax_step_trains_both_networks(images):
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    import jax
+
+    from experiments.peer_jax import JaxStep
+
+    step = JaxStep(images, steps_per_call=2)
+    before = [np.asarray(leaf) for leaf in jax.tree.leaves(step.state[:2])]
+    assert step(4) > 0
+    d_loss, g_loss = (np.asarray(loss) for loss in step.losses)
+    assert d_loss.shape == g_loss.shape == (2,)  # one per step of the last call
+    assert np.isfinite(d_loss).all() and np.isfinite(g_loss).all()
+    g_before, d_before = before[:6], before[6:]  # 3 generator layers, 2 discriminator layers
+    g_after, d_after = ([np.asarray(x) for x in jax.tree.leaves(p)] for p in step.state[:2])
+    assert _changed(g_before, g_after) and _changed(d_before, d_after)
+
+
+def test_the_torch_step_trains_both_networks(images):
+    pytest.importorskip("torch")
+    from experiments.peer_torch import TorchStep
+
+    step = TorchStep(images)
+    networks = step.generator, step.discriminator
+    before = [[p.detach().clone().numpy() for p in n.parameters()] for n in networks]
+    assert step(3) > 0
+    assert all(np.isfinite(loss.item()) for loss in step.losses)
+    after = [[p.detach().numpy() for p in n.parameters()] for n in networks]
+    assert all(_changed(b, a) for b, a in zip(before, after, strict=True))
