@@ -1,12 +1,38 @@
-"""The benchmark's peers train the same networks as ours, and each one's step trains."""
+"""The benchmark scripts answer --help without TensorFlow; the benchmark's peers train the same
+networks as ours, and each one's step trains."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from conftest import PROJECT_ROOT
 
 from experiments import peers
 from gan.config import Config
+
+# Runs a script's --help in this interpreter, then says whether TensorFlow got imported.
+HELP_THEN_TENSORFLOW_IMPORTED = """
+import runpy, sys
+sys.argv = ["{module}", "--help"]
+try:
+    runpy.run_module("{module}", run_name="__main__")
+except SystemExit:
+    pass
+print("tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("module", ["experiments.benchmark", "experiments.precision_benchmark"])
+def test_help_answers_before_tensorflow_is_imported(module):
+    code = HELP_THEN_TENSORFLOW_IMPORTED.format(module=module)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    assert f"usage: python -m {module}" in done.stdout
+    assert done.stdout.splitlines()[-1] == "False"
 
 
 def test_the_peers_networks_have_the_shapes_of_ours():
