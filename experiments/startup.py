@@ -10,6 +10,7 @@ per process).
 """
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -41,6 +42,10 @@ def main() -> None:
     from gan.config import Config
 
     lap("import gan.train (no TensorFlow)")
+    if importlib.util.find_spec("jax"):
+        import jax  # noqa: F401 (TensorFlow Lite's util imports it whenever it is installed)
+
+        lap("import jax (TensorFlow imports it if installed)")
     import tensorflow  # noqa: F401 (timed on its own: Training imports it first)
 
     lap("import TensorFlow (and Keras)")
