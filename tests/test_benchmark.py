@@ -78,3 +78,22 @@ def test_the_torch_step_trains_both_networks(images):
     assert all(np.isfinite(loss.item()) for loss in step.losses)
     after = [[p.detach().numpy() for p in n.parameters()] for n in networks]
     assert all(_changed(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_end_to_end_times_the_real_command_and_its_start_up(data_dir):
+    from experiments.benchmark import _end_to_end_markdown
+    from experiments.end_to_end import EndToEnd
+
+    run = EndToEnd(data_dir, epochs=1)  # 300 images: 2 steps an epoch
+    assert isinstance(run(), float)  # one round: 1 and 2 epochs (on a busy machine, any rate)
+    summary = run.summary()
+    assert summary["images"] == 300 and summary["epochs"] == [1, 2]
+    assert [len(rounds) for rounds in summary["runs"].values()] == [1, 1]
+    assert summary["peak_rss_mb"] > 100  # TensorFlow alone takes more
+    assert 0 < summary["to_training_line_seconds"] < summary["runs"]["1"][0]["wall_seconds"]
+    assert len(summary["runs"]["2"][0]["epoch_seconds"]) == 2
+    phases = summary["startup_seconds"]
+    assert "import TensorFlow (and Keras)" in phases
+    assert all(seconds >= 0 for seconds in phases.values()), phases
+    table = "\n".join(_end_to_end_markdown({"tiny": summary}, textbook=1.0, default=1.0, batch=128))
+    assert "| 300 images |" in table and "| total | **" in table
