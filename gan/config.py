@@ -15,6 +15,8 @@ import math
 import re
 import typing
 
+from gan.errors import UsageError
+
 DATASETS = ("mnist", "fashion_mnist")
 ARCHITECTURES = ("mlp", "mlp-bn", "dcgan")  # keys of gan.models.ARCHITECTURES (no TF import here)
 # The architectures whose hidden layers --g-hidden and --d-hidden set, with their defaults:
@@ -38,8 +40,8 @@ CHANGEABLE_ON_RESUME = (
 )
 
 
-class ConfigError(ValueError):
-    """An option has a bad value; the message names the flag and says what is expected."""
+# Deprecated name of gan.errors.UsageError, kept while other modules still raise it.
+ConfigError = UsageError
 
 
 def _positive(value):

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gan.errors import UsageError
+
 IMAGE_SHAPE = (28, 28)
 _IDX_UBYTE = 0x08  # idx type code of unsigned bytes, the only type MNIST files use
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """The images cannot be loaded; the message names the file and what to do."""
 
 

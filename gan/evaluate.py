@@ -31,7 +31,8 @@ import numpy as np
 
 from gan import data
 from gan.cli import Parser, native_stderr_held_back, whole_number
-from gan.config import DATASETS, ConfigError
+from gan.config import DATASETS
+from gan.errors import UsageError
 from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
 
 PROG = "python -m gan.evaluate"
@@ -216,14 +217,14 @@ def log_scalars(writer, result: dict, step: int) -> None:
 
 def read_records(path: Path) -> list:
     """The records of a JSON list file such as eval.json ([] if it does not exist). Raises
-    ConfigError if it holds anything else, so that appending can never clobber it."""
+    UsageError if it holds anything else, so that appending can never clobber it."""
     path = Path(path)
     try:
         records = json.loads(path.read_text()) if path.exists() else []
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable JSON file ({error})") from None
+        raise UsageError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(records, list):
-        raise ConfigError(f"{path}: not a list of evaluation records; choose another file")
+        raise UsageError(f"{path}: not a list of evaluation records; choose another file")
     return records
 
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
-        with native_stderr_held_back(unless=(ConfigError, data.DataError)):
+        with native_stderr_held_back(unless=UsageError):
             source, samples = _check_sources(args)
             json_path = check_output(args.json, ".json", "--json", overwrite=True)
             grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             evaluator = Evaluator.for_dataset(
                 dataset, data_path, args.limit, cache_dir=args.cache_dir
             )
-    except (ConfigError, data.DataError) as error:
+    except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
@@ -301,14 +302,14 @@ def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None]:
     if args.samples is None:
         return GeneratorSource.resolve(args.run, args.generator, args.checkpoint), None
     if args.run or args.generator or args.checkpoint:
-        raise ConfigError("give --samples or a generator (--run / --generator), not both")
+        raise UsageError("give --samples or a generator (--run / --generator), not both")
     if args.n is not None:
-        raise ConfigError("--n is the number of images to generate; --samples scores them all")
+        raise UsageError("--n is the number of images to generate; --samples scores them all")
     if not Path(args.samples).is_file():
-        raise ConfigError(f"--samples {args.samples}: no such file")
+        raise UsageError(f"--samples {args.samples}: no such file")
     samples = data.load_path(args.samples)
     if len(samples) < 2:
-        raise ConfigError(f"--samples {args.samples}: need at least 2 images")
+        raise UsageError(f"--samples {args.samples}: need at least 2 images")
     return None, samples
 
 
@@ -319,7 +320,7 @@ def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None]:
     if config is None or args.dataset or args.data:
         return dataset, args.data
     if config.data is not None and not Path(config.data).exists():
-        raise ConfigError(
+        raise UsageError(
             f"the run was trained on --data {config.data}, which is not there from here; "
             f"pass --data (and --dataset) for the real images"
         )

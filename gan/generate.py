@@ -24,7 +24,8 @@ import numpy as np
 
 from gan import checkpoints
 from gan.cli import Parser, native_stderr_held_back, whole_number
-from gan.config import Config, ConfigError
+from gan.config import Config
+from gan.errors import UsageError
 
 PROG = "python -m gan.generate"
 
@@ -41,27 +42,27 @@ class GeneratorSource:
 
     @classmethod
     def resolve(cls, run=None, generator=None, checkpoint=None) -> GeneratorSource:
-        """Checks that the files exist (raises ConfigError naming the flag) and returns where
+        """Checks that the files exist (raises UsageError naming the flag) and returns where
         the generator will be loaded from. Exactly one of run / generator."""
         if (run is None) == (generator is None):
-            raise ConfigError("give exactly one of --run RUN_DIR and --generator FILE.keras")
+            raise UsageError("give exactly one of --run RUN_DIR and --generator FILE.keras")
         if generator is not None:
             if checkpoint is not None:
-                raise ConfigError("--checkpoint needs --run (checkpoints live in a run directory)")
+                raise UsageError("--checkpoint needs --run (checkpoints live in a run directory)")
             path = Path(generator)
             if not path.is_file() or path.suffix != ".keras":
-                raise ConfigError(f"--generator {path}: not a .keras file")
+                raise UsageError(f"--generator {path}: not a .keras file")
             return cls(path)
         run_dir = Path(run)
         if not (run_dir / "config.json").is_file():
-            raise ConfigError(f"--run {run_dir}: not a run directory (it has no config.json)")
+            raise UsageError(f"--run {run_dir}: not a run directory (it has no config.json)")
         if checkpoint is not None:
             prefix = _checkpoint_prefix(run_dir, checkpoint)
             number = re.search(r"-(\d+)$", prefix.name)
             return cls(prefix, run_dir, True, int(number.group(1)) if number else None)
         path = run_dir / "generator.keras"
         if not path.is_file():
-            raise ConfigError(
+            raise UsageError(
                 f"--run {run_dir}: no generator.keras (training did not finish?); "
                 f"pick a saved epoch with --checkpoint latest"
             )
@@ -71,7 +72,7 @@ class GeneratorSource:
         """The generator as a keras.Model: (B, noise_dim) -> (B, 28, 28, 1) in [-1, 1]."""
         generator = self._restore() if self.checkpoint else self._load_keras_file()
         if len(generator.input_shape) != 2 or np.prod(generator.output_shape[1:]) != 28 * 28:
-            raise ConfigError(
+            raise UsageError(
                 f"{self.path}: not a generator (it maps {generator.input_shape} to "
                 f"{generator.output_shape}, not noise to 28x28 images)"
             )
@@ -83,7 +84,7 @@ class GeneratorSource:
         try:
             return keras.models.load_model(self.path, compile=False)
         except Exception as error:  # keras raises many types for unreadable files
-            raise ConfigError(f"{self.path}: cannot load the model ({_one_line(error)})") from None
+            raise UsageError(f"{self.path}: cannot load the model ({_one_line(error)})") from None
 
     def _restore(self):
         import tensorflow as tf
@@ -98,12 +99,12 @@ class GeneratorSource:
             status = checkpoint.read(str(self.path))
             status.assert_existing_objects_matched()  # every generator variable was restored
         except AssertionError:
-            raise ConfigError(
+            raise UsageError(
                 f"--checkpoint {self.path}: holds no `{checkpoints.GENERATOR}` "
                 "(see gan.checkpoints)"
             ) from None
         except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
-            raise ConfigError(
+            raise UsageError(
                 f"--checkpoint {self.path}: cannot restore the generator of --arch {config.arch} "
                 f"--noise-dim {config.noise_dim} from it ({_one_line(error)})"
             ) from None
@@ -130,12 +131,12 @@ def generate(generator, n: int, seed: int = 0, batch_size: int = 1000) -> np.nda
 
 
 def run_config(run_dir: Path) -> Config:
-    """The Config a run was trained with (its config.json). Raises ConfigError if unreadable."""
+    """The Config a run was trained with (its config.json). Raises UsageError if unreadable."""
     path = Path(run_dir) / "config.json"
     try:
         return Config.from_json(path.read_text())
     except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
-        raise ConfigError(f"{path}: not a readable run config ({error})") from None
+        raise UsageError(f"{path}: not a readable run config ({error})") from None
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,30 +163,30 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> Path | None:
     """Checks an output file before any work: right suffix, a directory to write it in, and
-    no existing file unless `overwrite`. Raises ConfigError."""
+    no existing file unless `overwrite`. Raises UsageError."""
     if path is None:
         return None
     path = Path(path)
     if path.suffix != suffix:
-        raise ConfigError(f"{flag} {path}: the file name must end in {suffix}")
+        raise UsageError(f"{flag} {path}: the file name must end in {suffix}")
     if path.exists() and not overwrite:
-        raise ConfigError(f"{flag} {path} already exists; choose another name or --overwrite")
+        raise UsageError(f"{flag} {path} already exists; choose another name or --overwrite")
     if not path.parent.is_dir():
-        raise ConfigError(f"{flag} {path}: no directory {path.parent}")
+        raise UsageError(f"{flag} {path}: no directory {path.parent}")
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        with native_stderr_held_back(unless=ConfigError):  # TensorFlow loads in here
+        with native_stderr_held_back(unless=UsageError):  # TensorFlow loads in here
             source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
             out = check_output(args.out, ".npz", "--out", args.overwrite)
             png = check_output(args.png, ".png", "--png", args.overwrite)
             if out is None and png is None:
-                raise ConfigError("nothing to write: give --out FILE.npz and/or --png FILE.png")
+                raise UsageError("nothing to write: give --out FILE.npz and/or --png FILE.png")
             generator = source.load()
-    except ConfigError as error:
+    except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
@@ -213,7 +214,7 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
     if checkpoint == "latest":
         latest = tf.train.latest_checkpoint(str(directory))
         if latest is None:
-            raise ConfigError(f"--checkpoint latest: no checkpoints in {directory}")
+            raise UsageError(f"--checkpoint latest: no checkpoints in {directory}")
         return Path(latest)
     prefix = (
         directory / f"{checkpoints.PREFIX}-{checkpoint}"
@@ -223,7 +224,7 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
     if not Path(f"{prefix}.index").is_file():
         state = tf.train.get_checkpoint_state(str(directory)) if directory.is_dir() else None
         saved = [Path(p).name for p in state.all_model_checkpoint_paths] if state else []
-        raise ConfigError(
+        raise UsageError(
             f"--checkpoint {checkpoint}: no checkpoint {prefix} "
             f"(saved: {', '.join(saved) or f'none in {directory}'})"
         )

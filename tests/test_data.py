@@ -7,6 +7,8 @@ import pytest
 from conftest import SHARED_DATA, make_images, write_idx
 
 from gan import data
+from gan.config import ConfigError
+from gan.errors import UsageError
 
 
 @pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
@@ -187,3 +189,8 @@ def test_reads_the_real_mnist_labels():
     images, labels = data.load_labelled("mnist", str(SHARED_DATA / "mnist"))
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]  # MNIST test set counts
+
+
+def test_data_errors_are_usage_errors_which_the_command_lines_report_in_one_line():
+    assert issubclass(data.DataError, UsageError)
+    assert ConfigError is UsageError  # the deprecated name, until every module raises UsageError

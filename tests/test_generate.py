@@ -11,7 +11,8 @@ from PIL import Image
 
 from gan import generate
 from gan.checkpoints import Checkpoints, fingerprint
-from gan.config import Config, ConfigError
+from gan.config import Config
+from gan.errors import UsageError
 from gan.gan import build_gan
 from gan.models import build_generator
 from gan.train import train
@@ -158,21 +159,21 @@ def test_checkpoint_cli(tmp_path, run_dir):
 
 
 def test_checkpoint_errors_name_what_exists(run_dir):
-    with pytest.raises(ConfigError, match="no checkpoints in"):
+    with pytest.raises(UsageError, match="no checkpoints in"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
     _save_checkpoint(run_dir, _generator(), 2)
-    with pytest.raises(ConfigError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
+    with pytest.raises(UsageError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="9")
     # A checkpoint without a `generator`, or of other networks, is refused, not half-loaded.
     tf.train.CheckpointManager(
         tf.train.Checkpoint(model=_generator()), run_dir / "checkpoints", max_to_keep=None
     ).save(checkpoint_number=6)
-    with pytest.raises(ConfigError, match="holds no `generator`"):
+    with pytest.raises(UsageError, match="holds no `generator`"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
     config = Config.from_json((run_dir / "config.json").read_text())
     (run_dir / "config.json").write_text(config.replace(noise_dim=8).to_json())
     with pytest.raises(
-        ConfigError, match="cannot restore the generator of --arch mlp --noise-dim 8"
+        UsageError, match="cannot restore the generator of --arch mlp --noise-dim 8"
     ):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
 
@@ -207,14 +208,14 @@ def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
     _save_checkpoint(run_dir, _generator(), 2)
     data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:100])
-    with pytest.raises(ConfigError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
+    with pytest.raises(UsageError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
     (run_dir / "config.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="not a readable run config"):
+    with pytest.raises(UsageError, match="not a readable run config"):
         generate.GeneratorSource.resolve(run=run_dir)
 
 
 def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
     (run_dir / "generator.keras").unlink()
-    with pytest.raises(ConfigError, match="--checkpoint latest"):
+    with pytest.raises(UsageError, match="--checkpoint latest"):
         generate.GeneratorSource.resolve(run=run_dir)
