@@ -9,6 +9,9 @@ import os
 import sys
 import tempfile
 
+from gan.data import available_source
+from gan.errors import UsageError
+
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
@@ -29,6 +32,31 @@ def whole_number(minimum: int):
         return value
 
     return parse
+
+
+def data_source(dataset: str, data: str | None, source: str | None, use: str) -> str | None:
+    """The --source to record for a run or an evaluation: None with --data (its files are the
+    images), `source` if given, else gan.data.available_source(dataset). When that is the
+    bundled digits (keras.datasets cannot be had: offline) it says so in one line on stderr,
+    "offline: USE the 10,000 bundled MNIST test digits; ...". Raises UsageError for --source
+    with --data."""
+    if data is not None:
+        if source is not None:
+            raise UsageError(
+                f"--source {source} picks where --dataset's images come from, --data gives "
+                f"other images: drop one of them"
+            )
+        return None
+    if source is not None:
+        return source
+    source = available_source(dataset)
+    if source == "bundled":
+        print(
+            f"offline: {use} the 10,000 bundled MNIST test digits; pass --data for others",
+            file=sys.stderr,
+            flush=True,
+        )
+    return source
 
 
 @contextlib.contextmanager

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from gan import data
-from gan.cli import Parser, native_stderr_held_back, whole_number
-from gan.config import DATASETS
+from gan.cli import Parser, data_source, native_stderr_held_back, whole_number
+from gan.config import DATASETS, SOURCES
 from gan.errors import UsageError
 from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
 
@@ -75,12 +75,16 @@ class Evaluator:
         self._real = None
 
     @classmethod
-    def for_dataset(cls, dataset: str, data_path=None, limit=None, **kwargs) -> Evaluator:
-        """The Evaluator of a data set as gan.train loads it (--dataset, --data, --limit)."""
-        evaluator = cls(*data.load_labelled(dataset, data_path, limit), **kwargs)
+    def for_dataset(
+        cls, dataset: str, data_path=None, limit=None, source=None, **kwargs
+    ) -> Evaluator:
+        """The Evaluator of a data set as gan.train loads it (--dataset, --data, --limit,
+        --source)."""
+        evaluator = cls(*data.load_labelled(dataset, data_path, limit, source), **kwargs)
         evaluator.real_data = {
             "dataset": dataset,
             "data": data_path,
+            "source": source,
             "limit": limit,
             **evaluator.real_data,
         }
@@ -256,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                 json_path = source.run_dir / "eval.json"
             if json_path is not None:
                 read_records(json_path)  # refuse a file that cannot be appended to, up front
-            dataset, data_path = _real_data(args, source)
+            dataset, data_path, origin = _real_data(args, source)
             generator = source.load() if source else None
             evaluator = Evaluator.for_dataset(
-                dataset, data_path, args.limit, cache_dir=args.cache_dir
+                dataset, data_path, args.limit, origin, cache_dir=args.cache_dir
             )
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -313,18 +317,21 @@ def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None]:
     return None, samples
 
 
-def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None]:
-    """--dataset and --data of the real images: the flags, else those the run trained on."""
+def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None, str | None]:
+    """--dataset, --data and --source of the real images: the flags, else those the run
+    trained on (the source resolved by gan.cli.data_source)."""
     config = run_config(source.run_dir) if source and source.run_dir else None
     dataset = args.dataset or (config.dataset if config else "mnist")
-    if config is None or args.dataset or args.data:
-        return dataset, args.data
-    if config.data is not None and not Path(config.data).exists():
+    if config is None or args.dataset or args.data or args.source:
+        data_path, origin = args.data, args.source
+    elif config.data is not None and not Path(config.data).exists():
         raise UsageError(
             f"the run was trained on --data {config.data}, which is not there from here; "
             f"pass --data (and --dataset) for the real images"
         )
-    return dataset, config.data
+    else:
+        data_path, origin = config.data, config.source
+    return dataset, data_path, data_source(dataset, data_path, origin, "scoring against")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -350,8 +357,15 @@ def _parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=DATASETS,
         metavar="{" + ",".join(DATASETS) + "}",
-        help="the real data set (default: the run's, else mnist); downloaded through "
-        "keras.datasets unless --data is given",
+        help="the real data set (default: the run's, else mnist); from --source unless --data "
+        "is given",
+    )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        metavar="{" + ",".join(SOURCES) + "}",
+        help="where --dataset's images come from, as for gan.train (default: the run's, else "
+        "keras, or the bundled MNIST test digits when keras.datasets cannot be had)",
     )
     parser.add_argument(
         "--data",

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from gan import checkpoints, data, distribute, safety
-from gan.cli import Parser, native_stderr_held_back
+from gan.cli import Parser, data_source, native_stderr_held_back
 from gan.config import Config, ConfigError, parse_step_range
 
 PROG = "python -m gan.train"
@@ -79,7 +79,9 @@ class Training:
         distribute.check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
         self.run_dir = run_dir = Path(run_dir)
         self.images = (
-            data.load(config.dataset, config.data, config.limit) if images is None else images
+            data.load(config.dataset, config.data, config.limit, config.source)
+            if images is None
+            else images
         )
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
         self.config = config = config.resolved(len(self.images), has_gpu)
@@ -88,7 +90,9 @@ class Training:
             from gan.evaluate import Evaluator
 
             try:  # may train the classifier; reads only its own random state, never the global
-                self.evaluator = Evaluator.for_dataset(config.dataset, config.data)
+                self.evaluator = Evaluator.for_dataset(
+                    config.dataset, config.data, None, config.source
+                )
             except data.DataError as error:  # e.g. no label files: bad input, nothing written
                 raise ConfigError(f"--eval-every: {error}") from None
         if config.deterministic:
@@ -188,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         if chief:
             _check_run_dir(run_dir, args.resume)
         safety.signal_hook_from_env()
-        images = data.load(config.dataset, config.data, config.limit)
+        source = data_source(config.dataset, config.data, config.source, "training on")
+        config = config.replace(source=source)  # config.json records it: --resume reads the same
+        images = data.load(config.dataset, config.data, config.limit, config.source)
         if len(images) < config.batch_size:
             raise ConfigError(
                 f"only {len(images)} images, fewer than one batch of {config.batch_size}; "
