@@ -30,10 +30,25 @@ from pathlib import Path
 import numpy as np
 
 from gan import data
-from gan.cli import Parser, data_source, native_stderr_held_back, whole_number
+from gan.cli import (
+    Parser,
+    add_verbose_argument,
+    data_source,
+    native_stderr_held_back,
+    verbose,
+    whole_number,
+)
 from gan.config import DATASETS, SOURCES
 from gan.errors import UsageError
-from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
+from gan.generate import (
+    GENERATED,
+    GeneratorSource,
+    add_source_arguments,
+    check_output,
+    default_output,
+    generate,
+    run_config,
+)
 
 PROG = "python -m gan.evaluate"
 SPLIT_SEED = 0
@@ -250,21 +265,31 @@ def append_record(path: Path, record: dict, replaces=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
+    with native_stderr_held_back(verbose(args)):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
-        # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
-        with native_stderr_held_back(unless=UsageError):
-            source, samples = _check_sources(args)
-            json_path = check_output(args.json, ".json", "--json", overwrite=True)
-            grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
-            if json_path is None and source is not None and source.run_dir is not None:
-                json_path = source.run_dir / "eval.json"
-            if json_path is not None:
-                read_records(json_path)  # refuse a file that cannot be appended to, up front
-            dataset, data_path, origin = _real_data(args, source)
-            generator = source.load() if source else None
-            evaluator = Evaluator.for_dataset(
-                dataset, data_path, args.limit, origin, cache_dir=args.cache_dir
-            )
+        source, samples = _check_sources(args)
+        json_path = check_output(args.json, ".json", "--json", overwrite=True)
+        if json_path is None and source is not None and source.run_dir is not None:
+            json_path = source.run_dir / "eval.json"
+        if json_path is not None:
+            read_records(json_path)  # refuse a file that cannot be appended to, up front
+        grid_path = check_output(
+            args.class_grid,
+            ".png",
+            "--class-grid",
+            args.overwrite,
+            default_output(source, "class-grid", args.seed, ".png"),
+        )
+        dataset, data_path, origin = _real_data(args, source)
+        generator = source.load() if source else None
+        evaluator = Evaluator.for_dataset(
+            dataset, data_path, args.limit, origin, cache_dir=args.cache_dir
+        )
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -381,18 +406,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--class-grid",
+        nargs="?",
+        const=True,
         metavar="FILE.png",
         help="also write a 10-row grid: row k holds the first 10 scored images the classifier "
-        "calls class k (black where fewer), to check the class numbers by eye",
+        "calls class k (black where fewer), to check the class numbers by eye (without FILE, "
+        f"with --run: RUN_DIR/{GENERATED}/class-grid-epochE-seedS.png, numbered -2, -3, ... "
+        "rather than overwrite one)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --class-grid if it exists"
+        "--overwrite", action="store_true", help="replace --class-grid FILE if it exists"
     )
     parser.add_argument(
         "--json",
         metavar="FILE.json",
         help="append the result to this JSON list (default with --run: RUN_DIR/eval.json)",
     )
+    add_verbose_argument(parser)
     return parser
 
 

@@ -15,6 +15,7 @@ newest one, `--checkpoint PATH` any checkpoint prefix (PATH.index must exist).
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 from dataclasses import dataclass
@@ -23,11 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from gan import checkpoints
-from gan.cli import Parser, native_stderr_held_back, whole_number
+from gan.cli import Parser, add_verbose_argument, native_stderr_held_back, verbose, whole_number
 from gan.config import Config
 from gan.errors import UsageError
 
 PROG = "python -m gan.generate"
+GENERATED = "generated"  # RUN_DIR/generated/: where output flags given without a file write
 
 
 @dataclass(frozen=True)
@@ -161,11 +163,35 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> Path | None:
-    """Checks an output file before any work: right suffix, a directory to write it in, and
-    no existing file unless `overwrite`. Raises UsageError."""
+def default_output(source: GeneratorSource | None, kind: str, seed: int, suffix: str):
+    """RUN_DIR/generated/KIND-epochE-seedS.SUFFIX (without -epochE if the epoch is unknown) for a
+    generator from a run directory; None otherwise."""
+    if source is None or source.run_dir is None:
+        return None
+    epoch = f"-epoch{source.epoch}" if source.epoch else ""
+    return source.run_dir / GENERATED / f"{kind}{epoch}-seed{seed}{suffix}"
+
+
+def check_output(
+    path: str | bool | None, suffix: str, flag: str, overwrite: bool, default: Path | None = None
+) -> Path | None:
+    """The file an output flag writes, checked before any work. path: None (flag not given),
+    True (given without a file: `default`, or the first of DEFAULT-2, DEFAULT-3, ... that does
+    not exist; its directory is created), or the file given: right suffix, a directory to
+    write it in, and no existing file unless `overwrite`. Raises UsageError."""
     if path is None:
         return None
+    if path is True:
+        if default is None:
+            raise UsageError(
+                f"{flag} needs a file name ({flag} FILE{suffix}): only --run has a run "
+                f"directory to write it in"
+            )
+        default.parent.mkdir(exist_ok=True)
+        numbered = (
+            default.with_name(f"{default.stem}-{number}{suffix}") for number in itertools.count(2)
+        )
+        return next(p for p in itertools.chain([default], numbered) if not p.exists())
     path = Path(path)
     if path.suffix != suffix:
         raise UsageError(f"{flag} {path}: the file name must end in {suffix}")
@@ -178,14 +204,30 @@ def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> P
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
-        with native_stderr_held_back(unless=UsageError):  # TensorFlow loads in here
-            source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
-            out = check_output(args.out, ".npz", "--out", args.overwrite)
-            png = check_output(args.png, ".png", "--png", args.overwrite)
-            if out is None and png is None:
-                raise UsageError("nothing to write: give --out FILE.npz and/or --png FILE.png")
-            generator = source.load()
+        source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
+        if args.out is None and args.png is None:
+            raise UsageError("nothing to write: give --out [FILE.npz] and/or --png [FILE.png]")
+        out = check_output(
+            args.out,
+            ".npz",
+            "--out",
+            args.overwrite,
+            default_output(source, "samples", args.seed, ".npz"),
+        )
+        png = check_output(
+            args.png,
+            ".png",
+            "--png",
+            args.overwrite,
+            default_output(source, "grid", args.seed, ".png"),
+        )
+        generator = source.load()
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -241,8 +283,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--n", type=whole_number(1), default=10000, help="images to write to --out (default: 10000)"
     )
-    parser.add_argument("--out", metavar="FILE.npz", help="write the images to this .npz file")
-    parser.add_argument("--png", metavar="FILE.png", help="write a ROWS x COLS grid as a PNG")
+    parser.add_argument(
+        "--out",
+        nargs="?",
+        const=True,
+        metavar="FILE.npz",
+        help=f"write the images to this .npz file (without FILE, with --run: RUN_DIR/{GENERATED}/"
+        "samples-epochE-seedS.npz, numbered -2, -3, ... rather than overwrite one)",
+    )
+    parser.add_argument(
+        "--png",
+        nargs="?",
+        const=True,
+        metavar="FILE.png",
+        help=f"write a ROWS x COLS grid as a PNG (without FILE, with --run: RUN_DIR/{GENERATED}/"
+        "grid-epochE-seedS.png, numbered likewise)",
+    )
     parser.add_argument(
         "--rows", type=whole_number(1), default=10, help="grid rows for --png (default: 10)"
     )
@@ -256,8 +312,9 @@ def _parser() -> argparse.ArgumentParser:
         help="--png pixels per image pixel (default: 2; a 10x10 grid is then 604 px square)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out / --png if they exist"
+        "--overwrite", action="store_true", help="replace --out / --png FILE if it exists"
     )
+    add_verbose_argument(parser)
     return parser
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from gan import checkpoints, data, distribute, safety
-from gan.cli import Parser, data_source, native_stderr_held_back
-from gan.config import Config, ConfigError, parse_step_range
+from gan.cli import Parser, add_verbose_argument, data_source, native_stderr_held_back, verbose
+from gan.config import CHANGEABLE_ON_RESUME, Config, ConfigError, flag, parse_step_range
 
 PROG = "python -m gan.train"
 
@@ -185,6 +185,11 @@ class Training:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         config = _resolve_config(args)
         run_dir = Path(config.logdir) / config.run
@@ -211,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with distribute.output_dir(run_dir, chief) as output:
             try:
-                with native_stderr_held_back(unless=ConfigError):
-                    training = Training(config, output, images, resume=args.resume)
+                training = Training(config, output, images, resume=args.resume)
             except ConfigError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
@@ -251,9 +255,10 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
-        "config.json; flags that differ from the saved options are refused, except --epochs "
-        "(to train longer), --checkpoint-every, --sample-every and --eval-every",
+        "config.json; flags that differ from the saved options are refused, except "
+        + ", ".join(map(flag, CHANGEABLE_ON_RESUME)),
     )
+    add_verbose_argument(parser)
     return parser
 
 

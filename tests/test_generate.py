@@ -113,6 +113,21 @@ def test_outputs_are_never_overwritten_without_overwrite(tmp_path, run_dir):
         assert archive["images"].shape == (3, 28, 28)
 
 
+def test_outputs_without_a_file_go_to_the_run_directory_numbered_and_stderr_stays_quiet(
+    run_dir,
+):
+    for _ in range(2):
+        result = run_cli("--run", run_dir, "--n", 3, "--out", "--png")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # TensorFlow's start-up lines are held back
+    assert sorted(p.name for p in (run_dir / "generated").iterdir()) == [
+        "grid-epoch5-seed0-2.png",
+        "grid-epoch5-seed0.png",
+        "samples-epoch5-seed0-2.npz",
+        "samples-epoch5-seed0.npz",
+    ]
+
+
 def test_checkpoint_by_epoch_and_latest(run_dir):
     trained_more = [_generator(seed) for seed in (7, 8)]
     for epoch, generator in zip((2, 4), trained_more, strict=True):
@@ -183,7 +198,8 @@ def test_checkpoint_errors_name_what_exists(run_dir):
     [
         ([], "give exactly one of --run RUN_DIR and --generator FILE.keras"),
         (["--run", "RUN", "--generator", "RUN/generator.keras"], "give exactly one of"),
-        (["--run", "RUN"], "nothing to write: give --out FILE.npz and/or --png FILE.png"),
+        (["--run", "RUN"], "nothing to write: give --out [FILE.npz] and/or --png [FILE.png]"),
+        (["--generator", "RUN/generator.keras", "--png"], "--png needs a file name (--png FILE"),
         (["--run", "RUN", "--out", "x.npy"], "--out x.npy: the file name must end in .npz"),
         (["--run", "RUN", "--png", "no/dir/g.png"], "no directory no/dir"),
         (["--run", "nowhere", "--png", "g.png"], "not a run directory"),
