@@ -1,5 +1,8 @@
 """Training images: read MNIST-style files, scale to [-1, 1], and batch them with tf.data.
 
+Without local files, a data set comes from keras.datasets or, for mnist, from the official
+MNIST test set shipped in gan/mnist/ (`read_source`; the default falls back to it offline).
+
 Readers return uint8 arrays of shape (N, 28, 28), pixel values 0-255. Every problem with the
 input (missing path, corrupt file, wrong shape, no network) raises DataError with a message
 that says what to do. The readers need only NumPy; TensorFlow is imported by the functions
