@@ -4,7 +4,8 @@
 The generator comes from a run directory (its generator.keras, or with --checkpoint one of
 the checkpoints under checkpoints/) or from a bare saved model (--generator path.keras).
 Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed), so a seed always gives the
-same images, and the first k images do not depend on how many are drawn.
+same images, and the first k images do not depend on how many are drawn. Given without a
+file, --out and --png write into RUN_DIR/generated/, numbered rather than overwriting a file.
 
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
 after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
@@ -163,7 +164,9 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def default_output(source: GeneratorSource | None, kind: str, seed: int, suffix: str):
+def default_output(
+    source: GeneratorSource | None, kind: str, seed: int, suffix: str
+) -> Path | None:
     """RUN_DIR/generated/KIND-epochE-seedS.SUFFIX (without -epochE if the epoch is unknown) for a
     generator from a run directory; None otherwise."""
     if source is None or source.run_dir is None:
