@@ -30,14 +30,13 @@ import csv
 import hashlib
 import io
 import os
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from gan.config import ConfigError
+from gan.rundir import PARTIAL_PREFIX, write_atomically
 
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
 DIRECTORY = "checkpoints"  # RUN/checkpoints/
@@ -197,7 +196,7 @@ def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Pat
     either as it was or rolled back, and the next resume finishes the job.
     """
     run_dir = Path(run_dir)
-    for stale in run_dir.rglob(".partial-*"):  # left by a roll-back that was killed
+    for stale in run_dir.rglob(PARTIAL_PREFIX + "*"):  # left by a roll-back that was killed
         stale.unlink()
     for events in sorted(run_dir.rglob("*tfevents*")):
         _drop_events_after(events, epochs_done)
@@ -206,26 +205,6 @@ def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Pat
     for grid in samples.glob("epoch_*.png") if samples.is_dir() else ():
         if int(grid.stem.removeprefix("epoch_")) > epochs_done:
             grid.unlink()
-
-
-def write_atomically(path: Path, content: bytes) -> None:
-    """Replaces the file `path` with `content`, keeping its permissions, so that a kill leaves
-    either the old or the new file.
-
-    The temporary name starts with .partial- (and never contains 'tfevents', so TensorBoard
-    does not read it); roll_back deletes any that a kill left behind.
-    """
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        shutil.copymode(path, temporary)  # mkstemp makes it private (0600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"  # tf.train.Checkpoint's key of a variable's value

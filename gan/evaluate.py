@@ -21,6 +21,7 @@ uint8 samples; or `evaluate(samples, images, labels)` in one call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import data
+from gan import data, rundir
 from gan.cli import Parser, native_stderr_held_back, whole_number
 from gan.config import DATASETS, ConfigError
 from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
@@ -245,10 +246,18 @@ def append_record(path: Path, record: dict, replaces=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with contextlib.ExitStack() as held:  # the run directory's lock, until main returns
+        return _main(args, held)
+
+
+def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     try:
         # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
         with native_stderr_held_back(unless=(ConfigError, data.DataError)):
             source, samples = _check_sources(args)
+            if source is not None and source.run_dir is not None:
+                # It writes eval.json and TensorBoard events there: one writer at a time.
+                held.enter_context(rundir.RunLock(source.run_dir))
             json_path = check_output(args.json, ".json", "--json", overwrite=True)
             grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
             if json_path is None and source is not None and source.run_dir is not None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints, data, distribute, safety
+from gan import checkpoints, data, distribute, rundir, safety
 from gan.cli import Parser, native_stderr_held_back
 from gan.config import Config, ConfigError, parse_step_range
 
@@ -55,16 +55,18 @@ def train(
     evaluator: the gan.evaluate.Evaluator that config.eval_every uses; if None, one is built
     for config.dataset / config.data (all of its images, not only the first --limit).
 
-    Raises ConfigError (CheckpointError) before writing anything if the run directory cannot be
-    created or the checkpoint cannot be resumed; safety.NonFiniteLoss if training diverges;
+    Holds the run directory's lock (gan.rundir.RunLock) while it writes there. Raises
+    ConfigError before writing anything if another process writes `run_dir` (RunInUse), the
+    run directory cannot be created, or the checkpoint cannot be resumed (CheckpointError); safety.NonFiniteLoss if training diverges;
     safety.Interrupted after SIGINT or SIGTERM, once the current epoch is checkpointed.
     """
     return Training(config, run_dir, images, resume, evaluator).run()
 
 
 class Training:
-    """`train` in two parts: construction checks everything and prepares the run directory
-    (raising ConfigError before writing anything if the run cannot go ahead), `run()` trains."""
+    """`train` in two parts: construction checks everything, locks the run directory
+    (gan.rundir.RunLock) and prepares it (raising ConfigError before writing anything if the
+    run cannot go ahead), `run()` trains. The lock is held until `run()` returns or raises."""
 
     def __init__(self, config, run_dir, images=None, resume=False, evaluator=None):
         # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
@@ -101,23 +103,36 @@ class Training:
             self.model, run_dir / checkpoints.DIRECTORY, checkpoints.fingerprint(self.images)
         )
         self.history_csv, self.samples_dir = run_dir / "history.csv", run_dir / "samples"
-        if resume:
-            self.epochs_done = self.checkpoints.restore_latest()
-            if self.epochs_done >= config.epochs:
-                raise ConfigError(
-                    f"--resume: {run_dir} has trained {self.epochs_done} epochs already; pass "
-                    f"--epochs N with N > {self.epochs_done} to train it longer"
+        self.lock = rundir.RunLock(run_dir, create=not resume)
+        try:
+            if resume:
+                self.epochs_done = self.checkpoints.restore_latest()
+                if self.epochs_done >= config.epochs:
+                    raise ConfigError(
+                        f"--resume: {run_dir} has trained {self.epochs_done} epochs already; "
+                        f"pass --epochs N with N > {self.epochs_done} to train it longer"
+                    )
+                checkpoints.roll_back(
+                    run_dir, self.epochs_done, self.history_csv, self.samples_dir
                 )
-            checkpoints.roll_back(run_dir, self.epochs_done, self.history_csv, self.samples_dir)
-            checkpoints.write_atomically(run_dir / "config.json", config.to_json().encode())
-        else:
-            _create_run_dir(run_dir)
-            (run_dir / "config.json").write_text(config.to_json())
-            self.epochs_done = 0
-            self.checkpoints.save(0)  # so that a run killed in its first epoch can be resumed
+                rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
+            else:
+                (run_dir / "config.json").write_text(config.to_json())
+                self.epochs_done = 0
+                self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
+        except BaseException:
+            self.lock.release()
+            raise
 
     def run(self):
-        """Trains from the checkpointed epoch to config.epochs; returns the GAN."""
+        """Trains from the checkpointed epoch to config.epochs; returns the GAN. Releases the
+        run directory's lock when it returns or raises."""
+        try:
+            return self._train()
+        finally:
+            self.lock.release()
+
+    def _train(self):
         import tensorflow as tf
 
         from gan import callbacks
@@ -287,8 +302,9 @@ def _check_profile_steps(config: Config, image_count: int) -> None:
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuses a new run's directory that exists or cannot be created, and a resumed run's
-    directory that cannot be written."""
+    """Refuses a run directory that another process is writing, a new run's directory that
+    exists or cannot be created, and a resumed run's directory that cannot be written."""
+    rundir.check_free(run_dir)
     if resume:
         if not os.access(run_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"--resume: cannot write to {run_dir}")
@@ -300,18 +316,9 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
     parent = run_dir.parent
     while not parent.exists():
         parent = parent.parent
-    # os.access also fails for root on a read-only file system; _create_run_dir catches the rest.
+    # os.access also fails for root on a read-only file system; RunLock catches the rest.
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot create {run_dir}: {parent} is not a writable directory")
-
-
-def _create_run_dir(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create {run_dir} ({error.strerror or error}); choose a writable --logdir"
-        ) from None
 
 
 if __name__ == "__main__":

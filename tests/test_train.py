@@ -20,6 +20,7 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from test_data import BAD_INPUTS
 
+from gan import rundir
 from gan.callbacks import GRID_ROWS, GRID_SCALE
 from gan.checkpoints import Checkpoints, fingerprint
 from gan.config import Config
@@ -249,10 +250,20 @@ def test_resume_problems_are_one_line_errors_and_touch_nothing(tmp_path, data_di
     config = Config(epochs=2, batch_size=32, noise_dim=8, data=str(data_dir), run="r")
     run_dir = tmp_path / "logs" / "r"
     _saved_run(run_dir, config, **{"images": images, **saved})
-    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    before = _files(run_dir)
     result = run_cli("--logdir", tmp_path / "logs", "--run", "r", "--resume", *flags)
     assert_usage_error(result, message)
-    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+    assert _files(run_dir) == before
+
+
+def _files(run_dir) -> dict:
+    """path -> content of every file of a run, but the lock file (gan.rundir.RunLock), which
+    a process checking the run may create."""
+    return {
+        p: p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != rundir.LOCK_FILE
+    }
 
 
 def test_an_existing_run_directory_is_refused_and_left_alone(tmp_path, data_dir):

@@ -1,0 +1,140 @@
+"""A run directory LOGDIR/RUN and the rules for writing it: one process at a time, and files
+replaced atomically.
+
+- `RunLock`: an exclusive lock on a run directory, held by every process while it writes
+  there: gan.train (a new run and a resumed one) and gan.evaluate --run. A second process is
+  refused with one line naming the holder (`RunInUse`, a ConfigError: exit status 2).
+- `write_atomically`: replaces a file so that a kill leaves either the old or the new one.
+
+No TensorFlow here: the command lines check a run directory before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from gan.config import ConfigError
+
+LOCK_FILE = ".lock"  # RUN/.lock: the file RunLock locks; it holds the holder's pid and start time
+PARTIAL_PREFIX = ".partial-"  # temporary files of write_atomically
+
+
+class RunInUse(ConfigError):
+    """Another process holds the run directory's lock; the message names it."""
+
+
+class RunLock:
+    """An exclusive lock on the run directory `run_dir`, held from construction until
+    `release()` (or the end of a `with` block).
+
+    The lock is flock(2) on RUN/.lock, so the kernel releases it when the holding process
+    ends in any way, SIGKILL included: a lock is never stale. While it is held, the file
+    holds the holder's pid and start time, which `RunInUse`'s message reports. The file
+    itself stays (deleting it would let two processes lock two different files).
+
+    create=True: a new run; creates run_dir (and missing parents) and locks it before anyone
+    can. Raises RunInUse if another process holds the lock, ConfigError if run_dir exists
+    (create=True) or cannot be created or written.
+    """
+
+    def __init__(self, run_dir: str | Path, create: bool = False):
+        self.run_dir = Path(run_dir)
+        if create:
+            _create(self.run_dir)
+        try:
+            self._fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        except OSError as error:
+            raise ConfigError(f"cannot write to {self.run_dir} ({_reason(error)})") from None
+        try:
+            # A directory this process has just made can be locked only by a process checking
+            # it (check_free), which lets go at once: wait for that rather than fail.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if create else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = _holder(self._fd)
+            os.close(self._fd)
+            raise RunInUse(_in_use(self.run_dir, holder)) from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()} {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n".encode())
+
+    def release(self) -> None:
+        """Lets go of the lock (also when called again)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def check_free(run_dir: str | Path) -> None:
+    """Raises RunInUse if a process holds `run_dir`'s lock. Writes nothing; a RunLock taken
+    afterwards is what actually keeps others out."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no lock file (or no directory): no process has ever locked it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunInUse(_in_use(Path(run_dir), _holder(fd))) from None
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Replaces the file `path` with `content`, keeping its permissions, so that a kill leaves
+    either the old or the new file, and an error (a full disk) leaves the old file and no
+    temporary one.
+
+    The temporary name starts with .partial- (and never contains 'tfevents', so TensorBoard
+    does not read it); gan.checkpoints.roll_back deletes any that a kill left behind.
+    """
+    handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        shutil.copymode(path, temporary)  # mkstemp makes it private (0600)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _create(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
+    except FileExistsError:
+        check_free(run_dir)
+        raise ConfigError(
+            f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"cannot create {run_dir} ({_reason(error)})") from None
+
+
+def _holder(fd: int) -> str:
+    """'process PID (started TIME)' from a lock file's content, as RunLock writes it."""
+    content = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    pid, _, started = content.partition(" ")
+    return f"process {pid} (started {started})" if pid.isdigit() else "another process"
+
+
+def _in_use(run_dir: Path, holder: str) -> str:
+    return f"run {run_dir} is in use by {holder}; wait for it or stop it"
+
+
+def _reason(error: OSError) -> str:
+    if error.errno == errno.ENAMETOOLONG:
+        return "a name in the path is longer than the file system allows"
+    return error.strerror or str(error)
