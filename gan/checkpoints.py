@@ -30,6 +30,8 @@ import csv
 import hashlib
 import io
 import os
+import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -60,6 +62,7 @@ class Checkpoints:
     def __init__(self, model, directory: str | Path, images_sha256: str):
         import tensorflow as tf
 
+        self.skipped: list[str] = []  # see restore_latest
         networks = {GENERATOR: model.generator, "discriminator": model.discriminator}
         in_networks = {id(v) for net in networks.values() for v in net.variables}
         # name -> variables, in a fixed order; the checkpoint's keys are name/index.
@@ -96,24 +99,30 @@ class Checkpoints:
         return self.manager.save(checkpoint_number=epochs_done, options=options)
 
     def restore_latest(self) -> int:
-        """Loads the newest checkpoint into the model and optimizers; returns its epoch count.
+        """Loads the newest checkpoint that reads back entirely into the model and optimizers;
+        returns its epoch count (0 if the directory holds no checkpoint at all: a run killed
+        before its first one, whose networks as built are exactly what ckpt-0 would hold).
 
-        Raises CheckpointError if there is no checkpoint or it does not match the networks
-        and optimizers (number and shapes of variables) or the training images. Writes nothing.
+        Each checkpoint on disk is tried newest first (`newest_readable`); `skipped` then holds
+        one line for each newer one that could not be read. Raises CheckpointError if none can
+        be read (naming each and why), or if the one read does not match the networks and
+        optimizers (number and shapes of variables) or the training images. Writes nothing.
         """
         import tensorflow as tf
 
-        path = self.latest
-        if path is None:
+        try:
+            path, self.skipped = newest_readable(self.directory)
+        except CheckpointError as error:
             raise CheckpointError(
-                f"--resume: no checkpoint in {self.directory}; the run stopped before its "
-                f"first checkpoint, so start it again as a new run (another --run name)"
-            )
+                f"--resume: {error}; start the run again as a new run (another --run name)"
+            ) from None
+        if path is None:
+            return 0
         self._check_matches(path)
         try:
             # save_counter, which only the manager uses, does not exist before the first save.
             self.checkpoint.read(path).assert_existing_objects_matched().expect_partial()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:  # e.g. a damaged file
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
             raise CheckpointError(
                 f"--resume: cannot read checkpoint {path} ({_first_line(error)})"
             ) from None
@@ -125,6 +134,30 @@ class Checkpoints:
                 f"resume with the same --data, --dataset and --limit"
             )
         return int(self.epoch.numpy())
+
+    def make_latest(self, epochs_done: int) -> None:
+        """Makes ckpt-<epochs_done> (just restored) the latest checkpoint: deletes the files of
+        every newer one (restore_latest found them unreadable) and the ckpt-N_temp* directories
+        that a kill or a full disk left, and rewrites the `checkpoint` index file (also when
+        it was missing) to list the checkpoints kept, oldest first."""
+        import tensorflow as tf
+
+        for stale in self.directory.glob(f"{PREFIX}-*_temp*"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        kept = []
+        for prefix in reversed(on_disk(self.directory)):
+            if _number(prefix) > epochs_done:
+                for file in self.directory.glob(f"{prefix.name}.*"):
+                    file.unlink()
+            elif Path(f"{prefix}.index").is_file():
+                kept.append(prefix.name)
+        if kept:
+            tf.compat.v1.train.update_checkpoint_state(
+                str(self.directory), kept[-1], all_model_checkpoint_paths=kept
+            )
+        self.manager = tf.train.CheckpointManager(  # reads the index anew
+            self.checkpoint, str(self.directory), max_to_keep=KEEP, checkpoint_name=PREFIX
+        )
 
     def nonfinite_variables(self) -> list[str]:
         """Paths of the floating-point variables that hold a NaN or an infinity."""
@@ -181,9 +214,60 @@ def fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def latest_exists(directory: str | Path) -> bool:
-    """Whether a checkpoint manager has recorded a checkpoint in `directory` (no TensorFlow)."""
-    return (Path(directory) / "checkpoint").is_file()
+def on_disk(directory: str | Path) -> list[Path]:
+    """Prefixes of the checkpoints in `directory`, newest (most epochs) first: those whose
+    files are there and those the `checkpoint` index file names (which may be missing, or
+    name a checkpoint whose files are gone). No TensorFlow."""
+    directory = Path(directory)
+    names = {
+        match[1]
+        for file in (directory.iterdir() if directory.is_dir() else ())
+        if (match := re.fullmatch(rf"({PREFIX}-\d+)\.(index|data-\d+-of-\d+)", file.name))
+    }
+    index = directory / "checkpoint"
+    try:
+        listed = re.findall(r'^all_model_checkpoint_paths: "(.*)"$', index.read_text(), re.M)
+    except (OSError, UnicodeDecodeError):  # no index file, or a damaged one
+        listed = []
+    names.update(
+        name for name in map(lambda p: Path(p).name, listed) if re.fullmatch(rf"{PREFIX}-\d+", name)
+    )
+    return sorted((directory / name for name in names), key=_number, reverse=True)
+
+
+def unreadable(prefix: str | Path) -> str | None:
+    """Why the checkpoint `prefix` cannot be read back entirely (a missing file, a file cut
+    short, a checksum that does not match), or None if every value in it reads back."""
+    import tensorflow as tf
+
+    prefix = Path(prefix)
+    if not Path(f"{prefix}.index").is_file():
+        return f"{prefix.name}.index is missing"
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        for key in reader.get_variable_to_dtype_map():
+            reader.get_tensor(key)  # checks the value's checksum
+    except Exception as error:  # noqa: BLE001 -- damage surfaces as OpError, IndexError, ...
+        return _first_line(error)
+    return None
+
+
+def newest_readable(directory: str | Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint in `directory` that reads back entirely, and one line for each
+    newer one that does not (naming it and why). (None, []) if there are no checkpoints.
+    Raises CheckpointError, naming each checkpoint and why, if none can be read."""
+    problems = []
+    for prefix in on_disk(directory):
+        problem = unreadable(prefix)
+        if problem is None:
+            return prefix, [
+                f"cannot read checkpoint {skipped}; falling back to {prefix.name}"
+                for skipped in problems
+            ]
+        problems.append(f"{prefix.name} ({problem})")
+    if problems:
+        raise CheckpointError(f"no checkpoint in {directory} can be read: {'; '.join(problems)}")
+    return None, []
 
 
 def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Path) -> None:
@@ -260,6 +344,11 @@ def _drop_history_after(path: Path, epochs_done: int) -> None:
         writer.writeheader()
         writer.writerows(kept)
         write_atomically(path, text.getvalue().encode())
+
+
+def _number(prefix: Path) -> int:
+    """ckpt-12 -> 12."""
+    return int(prefix.name.rsplit("-", 1)[1])
 
 
 def _first_line(error: BaseException) -> str:

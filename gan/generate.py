@@ -9,7 +9,8 @@ same images, and the first k images do not depend on how many are drawn.
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
 after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
 restores ckpt-E into a generator built from the run's config.json, `--checkpoint latest` the
-newest one, `--checkpoint PATH` any checkpoint prefix (PATH.index must exist).
+newest one that can be read (newer damaged ones are skipped with a warning), `--checkpoint
+PATH` any checkpoint prefix (PATH.index must exist).
 """
 
 from __future__ import annotations
@@ -211,10 +212,15 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
 
     directory = run_dir / checkpoints.DIRECTORY
     if checkpoint == "latest":
-        latest = tf.train.latest_checkpoint(str(directory))
+        try:
+            latest, skipped = checkpoints.newest_readable(directory)
+        except checkpoints.CheckpointError as error:
+            raise ConfigError(f"--checkpoint latest: {error}") from None
         if latest is None:
             raise ConfigError(f"--checkpoint latest: no checkpoints in {directory}")
-        return Path(latest)
+        for line in skipped:
+            print(f"warning: {line}", file=sys.stderr)
+        return latest
     prefix = (
         directory / f"{checkpoints.PREFIX}-{checkpoint}"
         if checkpoint.isdigit()

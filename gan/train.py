@@ -112,10 +112,11 @@ class Training:
                         f"--resume: {run_dir} has trained {self.epochs_done} epochs already; "
                         f"pass --epochs N with N > {self.epochs_done} to train it longer"
                     )
-                checkpoints.roll_back(
-                    run_dir, self.epochs_done, self.history_csv, self.samples_dir
-                )
+                self.checkpoints.make_latest(self.epochs_done)
+                checkpoints.roll_back(run_dir, self.epochs_done, self.history_csv, self.samples_dir)
                 rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
+                if self.checkpoints.latest is None:  # killed before its first checkpoint
+                    self.checkpoints.save(0)
             else:
                 (run_dir / "config.json").write_text(config.to_json())
                 self.epochs_done = 0
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
+                for line in training.checkpoints.skipped:
+                    print(f"{PROG}: warning: {line}", file=sys.stderr)
                 print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
             print(f"Training on {len(images)} images; writing {run_dir}{note}", flush=True)
             training.run()
@@ -235,10 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{stop}; resume with: {resume_command}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
-        if checkpoints.latest_exists(run_dir / checkpoints.DIRECTORY):
-            where = f"resume from the last checkpoint with: {resume_command}"
-        elif run_dir.exists():
-            where = f"no checkpoint was saved: remove {run_dir} and start again"
+        if (run_dir / "config.json").exists():
+            where = f"resume from the last checkpoint (or epoch 0) with: {resume_command}"
         else:
             where = "nothing was written"
         print(f"\nInterrupted; {where}", file=sys.stderr)

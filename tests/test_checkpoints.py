@@ -86,10 +86,8 @@ def test_checkpoint_covers_every_variable_and_a_restored_run_continues_bitwise(t
         assert a.numpy().tobytes() == b.numpy().tobytes(), a.path
 
 
-def test_restore_refuses_a_missing_or_mismatched_checkpoint(tmp_path):
+def test_restore_refuses_a_mismatched_checkpoint(tmp_path):
     images_sha = fingerprint(make_images(4))
-    with pytest.raises(CheckpointError, match="no checkpoint in"):
-        Checkpoints(_gan(), tmp_path, images_sha).restore_latest()
     Checkpoints(_gan(noise_dim=8), tmp_path, images_sha).save(1)
     with pytest.raises(CheckpointError, match=r"generator/.*shape \(8, 256\) in the checkpoint"):
         Checkpoints(_gan(noise_dim=16), tmp_path, images_sha).restore_latest()
@@ -99,6 +97,103 @@ def test_restore_refuses_a_missing_or_mismatched_checkpoint(tmp_path):
         Checkpoints(_gan(arch="mlp-bn"), tmp_path, images_sha).restore_latest()
     with pytest.raises(CheckpointError, match="training images differ"):
         Checkpoints(_gan(), tmp_path, fingerprint(make_images(5))).restore_latest()
+
+
+def _three_checkpoints(directory):
+    """ckpt-1, ckpt-2, ckpt-3 of one GAN, as a run saves them; returns the GAN."""
+    model = _gan()
+    store = Checkpoints(model, directory, fingerprint(make_images(4)))
+    for epoch in (1, 2, 3):
+        model.train_step(_batch(epoch))
+        store.save(epoch)
+    return model
+
+
+def _truncate(directory):
+    (data_file,) = directory.glob("ckpt-3.data-*")
+    data_file.write_bytes(data_file.read_bytes()[:-100])
+
+
+def _flip_bytes(directory):
+    (data_file,) = directory.glob("ckpt-3.data-*")
+    content = bytearray(data_file.read_bytes())
+    content[len(content) // 2 : len(content) // 2 + 8] = bytes(b ^ 0xFF for b in content[:8])
+    data_file.write_bytes(bytes(content))
+
+
+DAMAGE = {  # case -> (damage, the epoch resumed from, what the notice says)
+    "truncated-data": (_truncate, 2, "cannot read checkpoint ckpt-3 ("),
+    "flipped-bytes": (_flip_bytes, 2, "cannot read checkpoint ckpt-3 ("),
+    "no-index-file": (lambda d: (d / "checkpoint").unlink(), 3, None),
+    "one-index-missing": (lambda d: (d / "ckpt-3.index").unlink(), 2, "ckpt-3.index is missing"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, case):
+    damage, epoch, notice = DAMAGE[case]
+    directory = tmp_path / "checkpoints"
+    _three_checkpoints(directory)
+    expected = _checkpoint_values(directory / f"ckpt-{epoch}")
+    damage(directory)
+    (directory / "ckpt-4_temp").mkdir()  # as a kill or a full disk leaves it
+    (directory / "ckpt-4_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+
+    model = _gan(seed=5)
+    store = Checkpoints(model, directory, fingerprint(make_images(4)))
+    assert store.restore_latest() == epoch
+    assert (store.skipped == []) if notice is None else (notice in store.skipped[0])
+    assert all(f"falling back to ckpt-{epoch}" in line for line in store.skipped)
+    assert _values(store) == expected  # the whole state, from the checkpoint chosen
+
+    store.make_latest(epoch)
+    assert not list(directory.glob("ckpt-4_temp*"))
+    assert not list(directory.glob("ckpt-3.*")) or epoch == 3
+    assert tf.train.latest_checkpoint(directory).endswith(f"ckpt-{epoch}")
+    store.save(epoch + 1)  # the manager carries on from there
+    state = tf.train.get_checkpoint_state(str(directory))
+    assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths][
+        -1
+    ] == f"ckpt-{epoch + 1}"
+
+
+def test_no_readable_checkpoint_is_refused_naming_each_and_why(tmp_path):
+    directory = tmp_path / "checkpoints"
+    _three_checkpoints(directory)
+    for data_file in directory.glob("ckpt-*.data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:50])
+    (directory / "ckpt-1.index").unlink()
+    with pytest.raises(CheckpointError) as raised:
+        Checkpoints(_gan(), directory, fingerprint(make_images(4))).restore_latest()
+    message = str(raised.value)
+    assert message.startswith(f"--resume: no checkpoint in {directory} can be read: ckpt-3 (")
+    assert "; ckpt-2 (" in message and "; ckpt-1 (ckpt-1.index is missing)" in message
+    assert "\n" not in message
+
+
+def test_a_directory_without_checkpoints_restores_epoch_0(tmp_path):
+    assert Checkpoints(_gan(), tmp_path / "checkpoints", "").restore_latest() == 0
+
+
+def _checkpoint_values(prefix) -> dict:
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {
+        name: np.asarray(reader.get_tensor(name)).tobytes()
+        for name in reader.get_variable_to_shape_map()
+        if name.endswith("VARIABLE_VALUE") and not name.startswith("save_counter")
+    }
+
+
+def _values(store) -> dict:
+    """The state `store` checkpoints, keyed as in the checkpoint file."""
+    values = {
+        f"{name}/{index}/.ATTRIBUTES/VARIABLE_VALUE": v.numpy().tobytes()
+        for name, variables in store.groups.items()
+        for index, v in enumerate(variables)
+    }
+    values["epoch/.ATTRIBUTES/VARIABLE_VALUE"] = store.epoch.numpy().tobytes()
+    values["images_sha256/.ATTRIBUTES/VARIABLE_VALUE"] = store._saved_sha256.numpy()
+    return values
 
 
 def test_nonfinite_variables_are_found(tmp_path):

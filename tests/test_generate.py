@@ -203,6 +203,22 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_dir, args, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # nothing written
 
 
+def test_latest_skips_a_damaged_checkpoint_with_a_warning(run_dir, capsys):
+    _save_checkpoint(run_dir, _generator(seed=2), 2)
+    _save_checkpoint(run_dir, _generator(seed=3), 3)
+    (data_file,) = (run_dir / "checkpoints").glob("ckpt-3.data-*")
+    data_file.write_bytes(data_file.read_bytes()[:-100])
+    source = generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+    assert source.path.name == "ckpt-2" and source.epoch == 2
+    warning = capsys.readouterr().err
+    assert warning.startswith("warning: cannot read checkpoint ckpt-3 (")
+    assert warning.endswith("falling back to ckpt-2\n")
+    for prefix in (run_dir / "checkpoints").glob("ckpt-2.*"):
+        prefix.unlink()
+    with pytest.raises(ConfigError, match=r"latest: no checkpoint in .* can be read: ckpt-3 \("):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+
+
 def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
     _save_checkpoint(run_dir, _generator(), 2)
     data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))

@@ -33,13 +33,18 @@ def test_a_second_lock_is_refused_naming_the_holder_until_the_first_is_released(
 
 
 def test_the_lock_of_a_killed_process_is_free_at_once(tmp_path):
+    hold = (
+        "import sys; from gan import rundir; "
+        "rundir.RunLock(sys.argv[1], create=True); print('locked', flush=True); input()"
+    )
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from gan import rundir; "
-         "rundir.RunLock(sys.argv[1], create=True); print('locked', flush=True); input()",
-         str(tmp_path / "r")],
-        cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", hold, str(tmp_path / "r")],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-    )  # fmt: skip
+    )
     assert holder.stdout.readline() == "locked\n"
     with pytest.raises(rundir.RunInUse, match=f"process {holder.pid} "):
         rundir.check_free(tmp_path / "r")
@@ -75,8 +80,8 @@ def _history_epochs(run_dir) -> list[str]:
 
 @pytest.fixture
 def flags(tmp_path, data_dir):
-    return ["--data", data_dir, "--logdir", tmp_path / "logs", "--run", "r", "--no-jit",
-            "--batch-size", 128, "--noise-dim", 8]  # fmt: skip
+    logs = tmp_path / "logs"
+    return ["--data", data_dir, "--logdir", logs, "--run", "r", "--no-jit", "--noise-dim", 8]
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see a stopped process")

@@ -232,7 +232,6 @@ def _saved_run(run_dir, config, images, epochs_done, trained_config=None):
 
 
 RESUME_PROBLEMS = {  # case -> (keyword arguments of _saved_run, extra flags, message)
-    "no-checkpoint": ({"epochs_done": None}, [], "no checkpoint in"),
     "networks-differ": (
         {"epochs_done": 1, "trained_config": Config(noise_dim=16)},
         [],
