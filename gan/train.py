@@ -262,7 +262,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
         "config.json; flags that differ from the saved options are refused, except --epochs "
-        "(to train longer), --checkpoint-every, --sample-every and --eval-every",
+        "(to train longer), --checkpoint-every, --sample-every, --eval-every and --data (the "
+        "same images moved elsewhere: their SHA-256 must match the checkpoint's)",
     )
     return parser
 
@@ -276,19 +277,25 @@ def _resolve_config(args: argparse.Namespace) -> Config:
     """The options of a new run (flags over defaults), or of the resumed run LOGDIR/RUN (its
     config.json, with the flags that may change on resume)."""
     given = Config.given_options(args)
-    config = Config(**given)  # validates every given flag
+    config = Config(**given).absolute()  # validates every given flag
     if not args.resume:
         return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
     if config.run is None:
         raise ConfigError("--resume needs --run NAME, the run to continue")
     path = Path(config.logdir) / config.run / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"--resume: no run to resume at {path.parent} (no config.json there)")
     try:
-        saved = Config.from_json(path.read_text())
-    except (OSError, ValueError) as error:  # ValueError: bad JSON or ConfigError
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"--resume: no run to resume at {path.parent} (no config.json there)"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"--resume: cannot read {path} ({error.strerror or error})") from None
+    try:
+        saved = Config.from_json(text)
+    except ValueError as error:  # bad JSON or ConfigError
         raise ConfigError(f"--resume: cannot use {path}: {error}") from None
-    return saved.resumed_with({**given, "logdir": config.logdir, "run": config.run})
+    return saved.resumed_with({name: getattr(config, name) for name in given})
 
 
 def _check_profile_steps(config: Config, image_count: int) -> None:
@@ -310,13 +317,17 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         if not os.access(run_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"--resume: cannot write to {run_dir}")
         return
-    if run_dir.exists():
-        raise ConfigError(
-            f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
-        )
-    parent = run_dir.parent
-    while not parent.exists():
-        parent = parent.parent
+    try:
+        if run_dir.exists():
+            raise ConfigError(
+                f"{run_dir} already exists; choose another --run name, or add --resume to "
+                f"continue it"
+            )
+        parent = run_dir.parent
+        while not parent.exists():
+            parent = parent.parent
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise ConfigError(f"cannot create {run_dir} ({error.strerror or error})") from None
     # os.access also fails for root on a read-only file system; RunLock catches the rest.
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot create {run_dir}: {parent} is not a writable directory")
