@@ -103,17 +103,21 @@ class Training:
             self.model, run_dir / checkpoints.DIRECTORY, checkpoints.fingerprint(self.images)
         )
         self.history_csv, self.samples_dir = run_dir / "history.csv", run_dir / "samples"
+        self.notices = []  # lines for the user: checkpoints skipped, damaged files moved aside
         self.lock = rundir.RunLock(run_dir, create=not resume)
         try:
             if resume:
                 self.epochs_done = self.checkpoints.restore_latest()
+                self.notices += self.checkpoints.skipped
                 if self.epochs_done >= config.epochs:
                     raise ConfigError(
                         f"--resume: {run_dir} has trained {self.epochs_done} epochs already; "
                         f"pass --epochs N with N > {self.epochs_done} to train it longer"
                     )
                 self.checkpoints.make_latest(self.epochs_done)
-                checkpoints.roll_back(run_dir, self.epochs_done, self.history_csv, self.samples_dir)
+                self.notices += checkpoints.roll_back(
+                    run_dir, self.epochs_done, self.history_csv, self.samples_dir
+                )
                 rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
                 if self.checkpoints.latest is None:  # killed before its first checkpoint
                     self.checkpoints.save(0)
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             except ConfigError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
-                for line in training.checkpoints.skipped:
+                for line in training.notices:
                     print(f"{PROG}: warning: {line}", file=sys.stderr)
                 print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
             print(f"Training on {len(images)} images; writing {run_dir}{note}", flush=True)

@@ -7,6 +7,7 @@ import csv
 import os
 import signal
 import stat
+import struct
 
 import keras
 import numpy as np
@@ -258,6 +259,83 @@ def test_roll_back_removes_every_output_after_the_checkpoint_epoch(tmp_path):
     kept = events.read_bytes()
     roll_back(tmp_path, 2, history, samples)  # nothing more to do
     assert events.read_bytes() == kept
+
+
+def _record(payload: bytes) -> bytes:
+    """A TFRecord: length, its masked CRC-32C, payload, its masked CRC-32C."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    length = struct.pack("<Q", len(payload))
+    return (
+        length
+        + struct.pack("<I", masked_crc32c(length))
+        + payload
+        + struct.pack("<I", masked_crc32c(payload))
+    )
+
+
+def _corrupt_length(events, history):
+    content = bytearray(events.read_bytes())
+    first_length = struct.unpack_from("<Q", content)[0]
+    content[12 + first_length + 4] ^= 0x01  # the second record's length field
+    events.write_bytes(bytes(content))
+
+
+def _bad_protobuf(events, history):
+    content = events.read_bytes()
+    first_end = 12 + struct.unpack_from("<Q", content)[0] + 4
+    events.write_bytes(content[:first_end] + _record(b"\xff\xff\xff") + content[first_end:])
+
+
+def _bad_csv_row(events, history):
+    with open(history, "a", newline="") as file:
+        file.write("not,a,row\r\n4,0.4\r\n")
+
+
+ROLL_BACK_DAMAGE = {  # case -> (damage, the damaged file)
+    "corrupt-length": (_corrupt_length, "events"),
+    "bad-protobuf": (_bad_protobuf, "events"),
+    "bad-csv-row": (_bad_csv_row, "history"),
+}
+
+
+@pytest.mark.parametrize("case", ROLL_BACK_DAMAGE)
+def test_roll_back_moves_a_damaged_file_aside_untouched_and_rolls_back_the_rest(tmp_path, case):
+    damage, which = ROLL_BACK_DAMAGE[case]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = _write_epochs(run_dir, [1, 2, 3])
+    history, samples = run_dir / "history.csv", run_dir / "samples"
+    damage(events, history)
+    damaged_file = {"events": events, "history": history}[which]
+    content = damaged_file.read_bytes()
+
+    notices = roll_back(run_dir, 2, history, samples)
+
+    moved = run_dir / "damaged" / damaged_file.name
+    (notice,) = notices
+    assert notice.startswith(f"cannot parse {damaged_file} (")
+    assert notice.endswith(f"); moved it untouched to {moved}")
+    assert not damaged_file.exists() and moved.read_bytes() == content  # every epoch kept
+    if which == "history":
+        assert [tag_step[1] for tag_step in _steps(events)] == [1, 1, 2, 2]  # rolled back
+    else:
+        with open(history, newline="") as file:
+            assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert roll_back(run_dir, 2, history, samples) == []  # damaged/ is left alone
+    assert moved.read_bytes() == content
+
+
+def test_roll_back_drops_a_history_row_cut_short_at_the_end(tmp_path):
+    events = _write_epochs(tmp_path, [1, 2])
+    history = tmp_path / "history.csv"
+    with open(history, "a", newline="") as file:
+        file.write("3,0.")  # a kill during the write of epoch 3's row
+    assert roll_back(tmp_path, 2, history, tmp_path / "samples") == []
+    with open(history, newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert {step for _, step in _steps(events)} == {1, 2}
 
 
 def _poison(make_dataset, epoch, step):
