@@ -89,14 +89,22 @@ class Checkpoints:
         return self.manager.latest_checkpoint
 
     def save(self, epochs_done: int) -> str:
-        """Writes ckpt-<epochs_done> and makes it the latest. Returns its path prefix."""
+        """Writes ckpt-<epochs_done> and makes it the latest. Returns its path prefix.
+
+        If the save fails (a full disk), its files, complete or not, are removed before the
+        error propagates: the previous checkpoint stays the latest, and nothing is left over.
+        """
         import tensorflow as tf
 
         self.epoch.assign(epochs_done)
         # The manager appends its own callback (which records the new checkpoint as the latest)
         # after ours, so the files are on disk before anything points at them.
         options = tf.train.CheckpointOptions(experimental_write_callbacks=[_fsync_checkpoint])
-        return self.manager.save(checkpoint_number=epochs_done, options=options)
+        try:
+            return self.manager.save(checkpoint_number=epochs_done, options=options)
+        except BaseException:
+            _remove(self.directory, f"{PREFIX}-{epochs_done}.*", f"{PREFIX}-{epochs_done}_temp*")
+            raise
 
     def restore_latest(self) -> int:
         """Loads the newest checkpoint that reads back entirely into the model and optimizers;
@@ -142,13 +150,11 @@ class Checkpoints:
         it was missing) to list the checkpoints kept, oldest first."""
         import tensorflow as tf
 
-        for stale in self.directory.glob(f"{PREFIX}-*_temp*"):
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        _remove(self.directory, f"{PREFIX}-*_temp*")
         kept = []
         for prefix in reversed(on_disk(self.directory)):
             if _number(prefix) > epochs_done:
-                for file in self.directory.glob(f"{prefix.name}.*"):
-                    file.unlink()
+                _remove(self.directory, f"{prefix.name}.*")
             elif Path(f"{prefix}.index").is_file():
                 kept.append(prefix.name)
         if kept:
@@ -397,6 +403,13 @@ def _drop_history_after(path: Path, epochs_done: int) -> None:
     writer.writerows(row for row in rows if int(row[column]) <= epochs_done)
     if kept.getvalue() != original:
         write_atomically(path, kept.getvalue().encode())
+
+
+def _remove(directory: Path, *patterns: str) -> None:
+    """Deletes the files and directories in `directory` that match any of `patterns`."""
+    for pattern in patterns:
+        for path in directory.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _number(prefix: Path) -> int:

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -236,9 +235,7 @@ def append_record(path: Path, record: dict, replaces=None) -> None:
     path = Path(path)
     records = [r for r in read_records(path) if not (replaces and replaces(r))]
     records.append({"time": datetime.datetime.now().isoformat(timespec="seconds"), **record})
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(temporary, path)
+    rundir.write_atomically(path, (json.dumps(records, indent=2) + "\n").encode())
 
 
 # --- command line ----------------------------------------------------------------------------

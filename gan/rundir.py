@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -48,9 +49,13 @@ class RunLock:
         if create:
             _create(self.run_dir)
         try:
-            self._fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+            self._fd = os.open(
+                self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666
+            )
         except OSError as error:
-            raise ConfigError(f"cannot write to {self.run_dir} ({_reason(error)})") from None
+            raise ConfigError(
+                f"cannot write to {self.run_dir} ({error.strerror or error})"
+            ) from None
         try:
             # A directory this process has just made can be locked only by a process checking
             # it (check_free), which lets go at once: wait for that rather than fail.
@@ -91,9 +96,10 @@ def check_free(run_dir: str | Path) -> None:
 
 
 def write_atomically(path: Path, content: bytes) -> None:
-    """Replaces the file `path` with `content`, keeping its permissions, so that a kill leaves
-    either the old or the new file, and an error (a full disk) leaves the old file and no
-    temporary one.
+    """Replaces (or creates) the file `path` with `content`, keeping its permissions (a new
+    file gets the usual ones, 0666 less the umask), so that a kill leaves either the old file
+    (or none) or the new one, and an error (a full disk) leaves the old file and no temporary
+    one.
 
     The temporary name starts with .partial- (and never contains 'tfevents', so TensorBoard
     does not read it); gan.checkpoints.roll_back deletes any that a kill left behind.
@@ -104,23 +110,67 @@ def write_atomically(path: Path, content: bytes) -> None:
             file.write(content)
             file.flush()
             os.fsync(file.fileno())
-        shutil.copymode(path, temporary)  # mkstemp makes it private (0600)
+        # mkstemp makes it private (0600)
+        if path.exists():
+            shutil.copymode(path, temporary)
+        else:
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
 
 
-def _create(run_dir: Path) -> None:
+def disk_full(error: BaseException, run_dir: Path) -> str | None:
+    """If `error`, or an error it was raised from, is a full disk (ENOSPC or EDQUOT, also as
+    the message of TensorFlow's ResourceExhaustedError): one line saying what could not be
+    written and how much space is left for run_dir. Otherwise None."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = error.filename or run_dir
+            break
+        text = str(error)
+        if any(os.strerror(code) in text for code in (errno.ENOSPC, errno.EDQUOT)):
+            path = re.search(r"(/[^\s;:]+)", text)  # TensorFlow names the file in its message
+            what = path[1] if path else text.strip().splitlines()[0]
+            break
+        error = error.__cause__ or error.__context__
+    else:
+        return None
     try:
-        run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
-    except FileExistsError:
-        check_free(run_dir)
+        left = f"{shutil.disk_usage(run_dir).free / 2**20:.1f} MiB"
+    except OSError:
+        left = "an unknown amount"
+    return f"the disk is full: could not write {what} ({left} free for {run_dir})"
+
+
+def check_new(run_dir: str | Path) -> None:
+    """Refuses `run_dir` for a new run if it exists and holds anything but a lock file: a
+    run is never overwritten, but a directory left empty by a process that failed or was
+    killed as it created it is taken over. Raises RunInUse or ConfigError; writes nothing."""
+    run_dir = Path(run_dir)
+    check_free(run_dir)
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+        return
+    if run_dir.exists():
         raise ConfigError(
             f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
-        ) from None
+        )
+
+
+def _create(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True)
+    except FileExistsError:
+        check_new(run_dir)
     except OSError as error:
-        raise ConfigError(f"cannot create {run_dir} ({_reason(error)})") from None
+        raise ConfigError(f"cannot create {run_dir} ({error.strerror or error})") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def _holder(fd: int) -> str:
@@ -132,9 +182,3 @@ def _holder(fd: int) -> str:
 
 def _in_use(run_dir: Path, holder: str) -> str:
     return f"run {run_dir} is in use by {holder}; wait for it or stop it"
-
-
-def _reason(error: OSError) -> str:
-    if error.errno == errno.ENAMETOOLONG:
-        return "a name in the path is longer than the file system allows"
-    return error.strerror or str(error)

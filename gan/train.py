@@ -14,8 +14,8 @@ exit status 2. A run writes LOGDIR/RUN/:
     generator.keras, discriminator.keras   the trained networks
 
 `--resume` continues a run from its latest checkpoint (see the README, "Checkpoints and
-resuming"). Exit status: 0 done, 1 training diverged (NaN/Inf), 2 bad input, 128 + signal
-number after Ctrl-C (130) or SIGTERM (143).
+resuming"). Exit status: 0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad
+input, 128 + signal number after Ctrl-C (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ class Training:
                 if self.checkpoints.latest is None:  # killed before its first checkpoint
                     self.checkpoints.save(0)
             else:
-                (run_dir / "config.json").write_text(config.to_json())
+                rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
                 self.epochs_done = 0
                 self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
         except BaseException:
@@ -241,6 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     except safety.Interrupted as stop:
         print(f"{stop}; resume with: {resume_command}", file=sys.stderr)
         return 128 + stop.signum
+    except Exception as error:
+        full = rundir.disk_full(error, run_dir)
+        if full is None:
+            raise
+        if (run_dir / "config.json").exists():
+            then = f"resume with: {resume_command}"
+        else:
+            then = "run the same command again"
+        print(f"{PROG}: error: {full}; free some space, then {then}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if (run_dir / "config.json").exists():
             where = f"resume from the last checkpoint (or epoch 0) with: {resume_command}"
@@ -316,17 +326,13 @@ def _check_profile_steps(config: Config, image_count: int) -> None:
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     """Refuses a run directory that another process is writing, a new run's directory that
     exists or cannot be created, and a resumed run's directory that cannot be written."""
-    rundir.check_free(run_dir)
     if resume:
+        rundir.check_free(run_dir)
         if not os.access(run_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"--resume: cannot write to {run_dir}")
         return
     try:
-        if run_dir.exists():
-            raise ConfigError(
-                f"{run_dir} already exists; choose another --run name, or add --resume to "
-                f"continue it"
-            )
+        rundir.check_new(run_dir)
         parent = run_dir.parent
         while not parent.exists():
             parent = parent.parent
