@@ -39,10 +39,14 @@ class RunLock:
     holds the holder's pid and start time, which `RunInUse`'s message reports. The file
     itself stays (deleting it would let two processes lock two different files).
 
-    create=True: a new run; creates run_dir (and missing parents) and locks it before anyone
-    can. Raises RunInUse if another process holds the lock, ConfigError if run_dir exists
-    (create=True) or cannot be created or written.
+    create=True: a new run; creates run_dir (and missing parents), or takes over one that
+    holds nothing but a lock file (see check_new), and locks it. Of several processes
+    creating the same run at once, exactly one gets it. Raises RunInUse if another process
+    holds the lock, ConfigError if run_dir is taken (create=True) or cannot be created or
+    written.
     """
+
+    CHECK_WAIT = 1.0  # seconds to wait out another process's check_free, which lets go at once
 
     def __init__(self, run_dir: str | Path, create: bool = False):
         self.run_dir = Path(run_dir)
@@ -56,20 +60,28 @@ class RunLock:
             raise ConfigError(
                 f"cannot write to {self.run_dir} ({error.strerror or error})"
             ) from None
-        try:
-            # A directory this process has just made can be locked only by a process checking
-            # it (check_free), which lets go at once: wait for that rather than fail.
-            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if create else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = _holder(self._fd)
-            os.close(self._fd)
-            raise RunInUse(_in_use(self.run_dir, holder)) from None
+        deadline = time.monotonic() + self.CHECK_WAIT
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:  # perhaps a check_free, which lets go at once
+                    time.sleep(0.01)
+                    continue
+                holder = _holder(self._fd)
+                os.close(self._fd)
+                raise RunInUse(_in_use(self.run_dir, holder)) from None
+        if create and _taken(self.run_dir):  # created by another process since _create
+            self.release()
+            raise ConfigError(_already_exists(self.run_dir))
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()} {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n".encode())
 
     def release(self) -> None:
         """Lets go of the lock (also when called again)."""
         if self._fd is not None:
+            os.ftruncate(self._fd, 0)  # no holder any more
             os.close(self._fd)  # closing the only descriptor releases the flock
             self._fd = None
 
@@ -148,14 +160,19 @@ def check_new(run_dir: str | Path) -> None:
     """Refuses `run_dir` for a new run if it exists and holds anything but a lock file: a
     run is never overwritten, but a directory left empty by a process that failed or was
     killed as it created it is taken over. Raises RunInUse or ConfigError; writes nothing."""
-    run_dir = Path(run_dir)
     check_free(run_dir)
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
-        return
-    if run_dir.exists():
-        raise ConfigError(
-            f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
-        )
+    if _taken(Path(run_dir)):
+        raise ConfigError(_already_exists(run_dir))
+
+
+def _taken(run_dir: Path) -> bool:
+    return run_dir.exists() and not (
+        run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}
+    )
+
+
+def _already_exists(run_dir) -> str:
+    return f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
 
 
 def _create(run_dir: Path) -> None:
