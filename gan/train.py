@@ -57,8 +57,10 @@ def train(
 
     Holds the run directory's lock (gan.rundir.RunLock) while it writes there. Raises
     ConfigError before writing anything if another process writes `run_dir` (RunInUse), the
-    run directory cannot be created, or the checkpoint cannot be resumed (CheckpointError); safety.NonFiniteLoss if training diverges;
-    safety.Interrupted after SIGINT or SIGTERM, once the current epoch is checkpointed.
+    run directory cannot be created, or no checkpoint can be resumed (CheckpointError);
+    safety.NonFiniteLoss if training diverges; safety.Interrupted after SIGINT or SIGTERM,
+    once the current epoch is checkpointed; OSError (or TensorFlow's ResourceExhaustedError)
+    if the disk is full, the latest complete checkpoint staying the latest.
     """
     return Training(config, run_dir, images, resume, evaluator).run()
 
