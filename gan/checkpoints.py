@@ -21,7 +21,13 @@ the GAN gains later; tests/test_checkpoints.py checks both facts.
 
 A checkpoint is atomic: the manager's `checkpoint` file names the latest checkpoint and is
 replaced (write to a temporary file, rename) only after the new checkpoint's files are complete
-and, here, fsync'ed. A kill at any moment leaves the previous checkpoint the latest, intact.
+and, here, fsync'ed. A kill at any moment leaves the previous checkpoint the latest, intact; a
+save that fails (a full disk) removes its own files.
+
+Resuming survives damage: each checkpoint on disk (found from its files, also without the
+`checkpoint` index file) is tried newest first, and the newest whose every value reads back
+(checksums included) is restored; the newer, unreadable ones and the ckpt-N_temp* directories a
+kill or a full disk left are then removed, and the run's outputs rolled back to its epoch.
 """
 
 from __future__ import annotations
@@ -235,9 +241,7 @@ def on_disk(directory: str | Path) -> list[Path]:
         listed = re.findall(r'^all_model_checkpoint_paths: "(.*)"$', index.read_text(), re.M)
     except (OSError, UnicodeDecodeError):  # no index file, or a damaged one
         listed = []
-    names.update(
-        name for name in map(lambda p: Path(p).name, listed) if re.fullmatch(rf"{PREFIX}-\d+", name)
-    )
+    names.update(Path(p).name for p in listed if re.fullmatch(rf"{PREFIX}-\d+", Path(p).name))
     return sorted((directory / name for name in names), key=_number, reverse=True)
 
 
@@ -306,8 +310,12 @@ def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Pat
             drop(path, epochs_done)
         except _Unparsable as problem:
             destination = damaged / path.relative_to(run_dir)
+            for copy in range(1, 1000):  # never over a file moved there before
+                if not destination.exists():
+                    break
+                destination = destination.with_name(f"{path.name}.{copy}")
             destination.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(destination)
+            path.rename(destination)
             notices.append(f"cannot parse {path} ({problem}); moved it untouched to {destination}")
     for grid in samples.glob("epoch_*.png") if samples.is_dir() else ():
         number = re.fullmatch(r"epoch_(\d+)\.png", grid.name)
