@@ -164,8 +164,16 @@ class Checkpoints:
             elif Path(f"{prefix}.index").is_file():
                 kept.append(prefix.name)
         if kept:
+            # The manager deletes only checkpoints listed with a time after its last preserved
+            # one: list each with its file's time, so that the oldest still go once KEEP newer
+            # ones exist.
+            times = [(self.directory / f"{name}.index").stat().st_mtime for name in kept]
             tf.compat.v1.train.update_checkpoint_state(
-                str(self.directory), kept[-1], all_model_checkpoint_paths=kept
+                str(self.directory),
+                kept[-1],
+                all_model_checkpoint_paths=kept,
+                all_model_checkpoint_timestamps=times,
+                last_preserved_timestamp=min(times) - 1,
             )
         self.manager = tf.train.CheckpointManager(  # reads the index anew
             self.checkpoint, str(self.directory), max_to_keep=KEEP, checkpoint_name=PREFIX

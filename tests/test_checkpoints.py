@@ -151,11 +151,12 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, case):
     assert not list(directory.glob("ckpt-4_temp*"))
     assert not list(directory.glob("ckpt-3.*")) or epoch == 3
     assert tf.train.latest_checkpoint(directory).endswith(f"ckpt-{epoch}")
-    store.save(epoch + 1)  # the manager carries on from there
+    for later in range(epoch + 1, epoch + 4):  # the manager carries on from there
+        store.save(later)
     state = tf.train.get_checkpoint_state(str(directory))
-    assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths][
-        -1
-    ] == f"ckpt-{epoch + 1}"
+    kept = [f"ckpt-{later}" for later in range(epoch + 1, epoch + 4)]  # the newest KEEP
+    assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths] == kept
+    assert sorted(p.name for p in directory.glob("*.index")) == [f"{name}.index" for name in kept]
 
 
 def test_no_readable_checkpoint_is_refused_naming_each_and_why(tmp_path):
