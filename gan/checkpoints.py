@@ -21,7 +21,13 @@ the GAN gains later; tests/test_checkpoints.py checks both facts.
 
 A checkpoint is atomic: the manager's `checkpoint` file names the latest checkpoint and is
 replaced (write to a temporary file, rename) only after the new checkpoint's files are complete
-and, here, fsync'ed. A kill at any moment leaves the previous checkpoint the latest, intact.
+and, here, fsync'ed. A kill at any moment leaves the previous checkpoint the latest, intact; a
+save that fails (a full disk) removes its own files.
+
+Resuming survives damage: each checkpoint on disk (found from its files, also without the
+`checkpoint` index file) is tried newest first, and the newest whose every value reads back
+(checksums included) is restored; the newer, unreadable ones and the ckpt-N_temp* directories a
+kill or a full disk left are then removed, and the run's outputs rolled back to its epoch.
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from gan.config import ConfigError
+from gan.rundir import PARTIAL_PREFIX, write_atomically
 
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
 DIRECTORY = "checkpoints"  # RUN/checkpoints/
@@ -61,6 +68,7 @@ class Checkpoints:
     def __init__(self, model, directory: str | Path, images_sha256: str):
         import tensorflow as tf
 
+        self.skipped: list[str] = []  # see restore_latest
         networks = {GENERATOR: model.generator, "discriminator": model.discriminator}
         in_networks = {id(v) for net in networks.values() for v in net.variables}
         # name -> variables, in a fixed order; the checkpoint's keys are name/index.
@@ -87,34 +95,48 @@ class Checkpoints:
         return self.manager.latest_checkpoint
 
     def save(self, epochs_done: int) -> str:
-        """Writes ckpt-<epochs_done> and makes it the latest. Returns its path prefix."""
+        """Writes ckpt-<epochs_done> and makes it the latest. Returns its path prefix.
+
+        If the save fails (a full disk), its files, complete or not, are removed before the
+        error propagates: the previous checkpoint stays the latest, and nothing is left over.
+        """
         import tensorflow as tf
 
         self.epoch.assign(epochs_done)
         # The manager appends its own callback (which records the new checkpoint as the latest)
         # after ours, so the files are on disk before anything points at them.
         options = tf.train.CheckpointOptions(experimental_write_callbacks=[_fsync_checkpoint])
-        return self.manager.save(checkpoint_number=epochs_done, options=options)
+        try:
+            return self.manager.save(checkpoint_number=epochs_done, options=options)
+        except BaseException:
+            _remove(self.directory, f"{PREFIX}-{epochs_done}.*", f"{PREFIX}-{epochs_done}_temp*")
+            raise
 
     def restore_latest(self) -> int:
-        """Loads the newest checkpoint into the model and optimizers; returns its epoch count.
+        """Loads the newest checkpoint that reads back entirely into the model and optimizers;
+        returns its epoch count (0 if the directory holds no checkpoint at all: a run killed
+        before its first one, whose networks as built are exactly what ckpt-0 would hold).
 
-        Raises CheckpointError if there is no checkpoint or it does not match the networks
-        and optimizers (number and shapes of variables) or the training images. Writes nothing.
+        Each checkpoint on disk is tried newest first (`newest_readable`); `skipped` then holds
+        one line for each newer one that could not be read. Raises CheckpointError if none can
+        be read (naming each and why), or if the one read does not match the networks and
+        optimizers (number and shapes of variables) or the training images. Writes nothing.
         """
         import tensorflow as tf
 
-        path = self.latest
-        if path is None:
+        try:
+            path, self.skipped = newest_readable(self.directory)
+        except CheckpointError as error:
             raise CheckpointError(
-                f"--resume: no checkpoint in {self.directory}; the run stopped before its "
-                f"first checkpoint, so start it again as a new run (another --run name)"
-            )
+                f"--resume: {error}; start the run again as a new run (another --run name)"
+            ) from None
+        if path is None:
+            return 0
         self._check_matches(path)
         try:
             # save_counter, which only the manager uses, does not exist before the first save.
             self.checkpoint.read(path).assert_existing_objects_matched().expect_partial()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:  # e.g. a damaged file
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
             raise CheckpointError(
                 f"--resume: cannot read checkpoint {path} ({_first_line(error)})"
             ) from None
@@ -126,6 +148,36 @@ class Checkpoints:
                 f"resume with the same --data, --dataset and --limit"
             )
         return int(self.epoch.numpy())
+
+    def make_latest(self, epochs_done: int) -> None:
+        """Makes ckpt-<epochs_done> (just restored) the latest checkpoint: deletes the files of
+        every newer one (restore_latest found them unreadable) and the ckpt-N_temp* directories
+        that a kill or a full disk left, and rewrites the `checkpoint` index file (also when
+        it was missing) to list the checkpoints kept, oldest first."""
+        import tensorflow as tf
+
+        _remove(self.directory, f"{PREFIX}-*_temp*")
+        kept = []
+        for prefix in reversed(on_disk(self.directory)):
+            if _number(prefix) > epochs_done:
+                _remove(self.directory, f"{prefix.name}.*")
+            elif Path(f"{prefix}.index").is_file():
+                kept.append(prefix.name)
+        if kept:
+            # The manager deletes only checkpoints listed with a time after its last preserved
+            # one: list each with its file's time, so that the oldest still go once KEEP newer
+            # ones exist.
+            times = [(self.directory / f"{name}.index").stat().st_mtime for name in kept]
+            tf.compat.v1.train.update_checkpoint_state(
+                str(self.directory),
+                kept[-1],
+                all_model_checkpoint_paths=kept,
+                all_model_checkpoint_timestamps=times,
+                last_preserved_timestamp=min(times) - 1,
+            )
+        self.manager = tf.train.CheckpointManager(  # reads the index anew
+            self.checkpoint, str(self.directory), max_to_keep=KEEP, checkpoint_name=PREFIX
+        )
 
     def nonfinite_variables(self) -> list[str]:
         """Paths of the floating-point variables that hold a NaN or an infinity."""
@@ -182,50 +234,106 @@ def fingerprint(images: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def latest_exists(directory: str | Path) -> bool:
-    """Whether a checkpoint manager has recorded a checkpoint in `directory` (no TensorFlow)."""
-    return (Path(directory) / "checkpoint").is_file()
+def on_disk(directory: str | Path) -> list[Path]:
+    """Prefixes of the checkpoints in `directory`, newest (most epochs) first: those whose
+    files are there and those the `checkpoint` index file names (which may be missing, or
+    name a checkpoint whose files are gone). No TensorFlow."""
+    directory = Path(directory)
+    names = {
+        match[1]
+        for file in (directory.iterdir() if directory.is_dir() else ())
+        if (match := re.fullmatch(rf"({PREFIX}-\d+)\.(index|data-\d+-of-\d+)", file.name))
+    }
+    index = directory / "checkpoint"
+    try:
+        listed = re.findall(r'^all_model_checkpoint_paths: "(.*)"$', index.read_text(), re.M)
+    except (OSError, UnicodeDecodeError):  # no index file, or a damaged one
+        listed = []
+    names.update(Path(p).name for p in listed if re.fullmatch(rf"{PREFIX}-\d+", Path(p).name))
+    return sorted((directory / name for name in names), key=_number, reverse=True)
 
 
-def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Path) -> None:
+def unreadable(prefix: str | Path) -> str | None:
+    """Why the checkpoint `prefix` cannot be read back entirely (a missing file, a file cut
+    short, a checksum that does not match), or None if every value in it reads back."""
+    import tensorflow as tf
+
+    prefix = Path(prefix)
+    if not Path(f"{prefix}.index").is_file():
+        return f"{prefix.name}.index is missing"
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        for key in reader.get_variable_to_dtype_map():
+            reader.get_tensor(key)  # checks the value's checksum
+    except Exception as error:  # noqa: BLE001 -- damage surfaces as OpError, IndexError, ...
+        return _first_line(error)
+    return None
+
+
+def newest_readable(directory: str | Path) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint in `directory` that reads back entirely, and one line for each
+    newer one that does not (naming it and why). (None, []) if there are no checkpoints.
+    Raises CheckpointError, naming each checkpoint and why, if none can be read."""
+    problems = []
+    for prefix in on_disk(directory):
+        problem = unreadable(prefix)
+        if problem is None:
+            return prefix, [
+                f"cannot read checkpoint {skipped}; falling back to {prefix.name}"
+                for skipped in problems
+            ]
+        problems.append(f"{prefix.name} ({problem})")
+    if problems:
+        raise CheckpointError(f"no checkpoint in {directory} can be read: {'; '.join(problems)}")
+    return None, []
+
+
+DAMAGED = "damaged"  # RUN/damaged/: files the roll-back cannot parse, moved there untouched
+
+
+def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Path) -> list[str]:
     """Removes every per-epoch output of epochs after `epochs_done` that a run wrote before it
     was killed: TensorBoard events with step > epochs_done (in every events file under
     run_dir), rows of the `history` CSV and `samples` grids epoch_NNN.png with NNN >
     epochs_done. A resumed run then writes those epochs again, once.
 
+    It removes nothing else, with one exception: a record or row cut short at the very end
+    of a file (by a kill during its write). A file it cannot parse (a damaged record or row
+    anywhere else) is never cut at the damage: it is moved, untouched, to RUN/damaged/ (same
+    relative path), and the returned list holds one line saying so for each such file.
+
     Every change replaces a file atomically, so a kill during the roll-back leaves each file
     either as it was or rolled back, and the next resume finishes the job.
     """
     run_dir = Path(run_dir)
-    for stale in run_dir.rglob(".partial-*"):  # left by a roll-back that was killed
+    for stale in run_dir.rglob(PARTIAL_PREFIX + "*"):  # left by a roll-back that was killed
         stale.unlink()
-    for events in sorted(run_dir.rglob("*tfevents*")):
-        _drop_events_after(events, epochs_done)
-    if history.exists():
-        _drop_history_after(history, epochs_done)
+    damaged = run_dir / DAMAGED
+    events = [p for p in sorted(run_dir.rglob("*tfevents*")) if damaged not in p.parents]
+    notices = []
+    for path, drop in [*((e, _drop_events_after) for e in events), (history, _drop_history_after)]:
+        if not path.exists():
+            continue
+        try:
+            drop(path, epochs_done)
+        except _Unparsable as problem:
+            destination = damaged / path.relative_to(run_dir)
+            for copy in range(1, 1000):  # never over a file moved there before
+                if not destination.exists():
+                    break
+                destination = destination.with_name(f"{path.name}.{copy}")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(destination)
+            notices.append(f"cannot parse {path} ({problem}); moved it untouched to {destination}")
     for grid in samples.glob("epoch_*.png") if samples.is_dir() else ():
-        if int(grid.stem.removeprefix("epoch_")) > epochs_done:
+        number = re.fullmatch(r"epoch_(\d+)\.png", grid.name)
+        if number and int(number[1]) > epochs_done:
             grid.unlink()
+    return notices
 
 
-def write_atomically(path: Path, content: bytes) -> None:
-    """Replaces the file `path` with `content`, keeping its permissions, so that a kill leaves
-    either the old or the new file.
-
-    The temporary name starts with .partial- (and never contains 'tfevents', so TensorBoard
-    does not read it); roll_back deletes any that a kill left behind.
-    """
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(content)
-            file.flush()
-            os.fsync(file.fileno())
-        shutil.copymode(path, temporary)  # mkstemp makes it private (0600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+class _Unparsable(Exception):
+    """A file the roll-back cannot parse; the message says where and why."""
 
 
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"  # tf.train.Checkpoint's key of a variable's value
@@ -243,13 +351,18 @@ def _fsync_checkpoint(save_path: str) -> None:
 
 def _drop_events_after(path: Path, epochs_done: int) -> None:
     """Rewrites an events file without the summaries of steps > epochs_done and without a
-    record cut short by a kill; leaves the file alone if it has neither."""
+    record cut short at its end; leaves the file alone if it has neither. Raises _Unparsable
+    if a record is damaged."""
+    from google.protobuf.message import DecodeError
     from tensorboard.compat.proto import event_pb2
 
     raw = path.read_bytes()
     kept = bytearray()
     for start, end, payload in _tfrecords(raw):
-        event = event_pb2.Event.FromString(payload)
+        try:
+            event = event_pb2.Event.FromString(payload)
+        except DecodeError as error:
+            raise _Unparsable(f"the record at byte {start} is no event: {error}") from None
         if not (event.HasField("summary") and event.step > epochs_done):
             kept += raw[start:end]
     if len(kept) != len(raw):
@@ -257,30 +370,67 @@ def _drop_events_after(path: Path, epochs_done: int) -> None:
 
 
 def _tfrecords(raw: bytes):
-    """(start, end, payload) of each complete TFRecord in `raw`: u64 length, u32 length CRC,
-    payload, u32 payload CRC. Stops at a record that is cut short."""
+    """(start, end, payload) of each complete TFRecord in `raw`: u64 length, u32 masked CRC-32C
+    of the length, payload, u32 masked CRC-32C of the payload. Stops at a record cut short at
+    the end of `raw`; raises _Unparsable at a checksum that does not match."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
     start = 0
     while start + 12 <= len(raw):
-        (length,) = struct.unpack_from("<Q", raw, start)
+        (length,), (length_crc,) = (
+            struct.unpack_from("<Q", raw, start),
+            struct.unpack_from("<I", raw, start + 8),
+        )
+        if masked_crc32c(raw[start : start + 8]) != length_crc:
+            raise _Unparsable(f"the length of the record at byte {start} fails its checksum")
         end = start + 12 + length + 4
         if end > len(raw):
             return
-        yield start, end, raw[start + 12 : start + 12 + length]
+        payload = raw[start + 12 : end - 4]
+        if masked_crc32c(payload) != struct.unpack_from("<I", raw, end - 4)[0]:
+            raise _Unparsable(f"the record at byte {start} fails its checksum")
+        yield start, end, payload
         start = end
 
 
 def _drop_history_after(path: Path, epochs_done: int) -> None:
-    with open(path, newline="") as file:
-        reader = csv.DictReader(file)
-        rows = list(reader)
-        fields = reader.fieldnames
-    kept = [row for row in rows if int(row["epoch"]) <= epochs_done]
-    if len(kept) != len(rows):
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=fields)  # as callbacks.History writes it
-        writer.writeheader()
-        writer.writerows(kept)
-        write_atomically(path, text.getvalue().encode())
+    """Rewrites the history CSV without the rows of epochs > epochs_done and without a row cut
+    short at its end (no line break after it); leaves it alone if it has neither. Raises
+    _Unparsable for a row whose epoch is not a whole number or whose fields do not match
+    the header."""
+    try:
+        original = path.read_bytes().decode()
+        text = original[: original.rfind("\n") + 1]  # without a last line cut short
+        if not text:  # not even a whole header: History starts the file again
+            path.unlink()
+            return
+        header, *rows = csv.reader(io.StringIO(text, newline=""))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise _Unparsable(error) from None
+    if "epoch" not in header:
+        raise _Unparsable("no epoch column")
+    column = header.index("epoch")
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header) or not row[column].isdigit():
+            raise _Unparsable(f"line {number} is not a row of {len(header)} fields with an epoch")
+    kept = io.StringIO()
+    writer = csv.writer(kept)  # as callbacks.History's csv.DictWriter writes it
+    writer.writerow(header)
+    writer.writerows(row for row in rows if int(row[column]) <= epochs_done)
+    if kept.getvalue() != original:
+        write_atomically(path, kept.getvalue().encode())
+
+
+def _remove(directory: Path, *patterns: str) -> None:
+    """Deletes the files and directories in `directory` that match any of `patterns`."""
+    for pattern in patterns:
+        for path in directory.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _number(prefix: Path) -> int:
+    """ckpt-12 -> 12."""
+    return int(prefix.name.rsplit("-", 1)[1])
 
 
 def _first_line(error: BaseException) -> str:

@@ -14,6 +14,7 @@ import json
 import math
 import re
 import typing
+from pathlib import Path
 
 from gan.errors import UsageError
 
@@ -34,6 +35,7 @@ CHANGEABLE_ON_RESUME = (
     "checkpoint_every",
     "sample_every",
     "eval_every",  # scoring reads the generator only (tests/test_evaluate.py)
+    "data",  # moved data: the checkpoint's SHA-256 of the images must match (gan.checkpoints)
     "steps_per_call",  # speed only: a run trains the same with any (tests/test_gan.py)
     "profile_steps",
     "logdir",
@@ -53,9 +55,25 @@ def _fraction(value):
     return None if 0 <= value < 1 else "must be in [0, 1)"
 
 
+NAME_MAX = 255  # bytes in a file name, on the file systems Linux uses
+
+
 def _run_name(value):
-    ok = re.fullmatch(r"[A-Za-z0-9._-]+", value) and value not in (".", "..")
-    return None if ok else "must be a plain name of letters, digits, '.', '_' and '-'"
+    ok = re.fullmatch(r"[A-Za-z0-9._][A-Za-z0-9._-]*", value) and value not in (".", "..")
+    if not ok:
+        return "must be a plain name of letters, digits, '.', '_' and '-', not starting with '-'"
+    return None if len(value) <= NAME_MAX else f"must be at most {NAME_MAX} characters"
+
+
+def _path(value):
+    return None if value else "must not be empty"
+
+
+SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integers
+
+
+def _seed(value):
+    return None if 0 <= value <= SEED_MAX else f"must be in 0..{SEED_MAX}"
 
 
 def parse_step_range(text: str) -> tuple[int, int] | None:
@@ -143,16 +161,19 @@ class Config:
         "train on local files instead of downloading: a directory (every idx image file in "
         "it, .gz or raw; label files are skipped), one idx file, or an .npz laid out like "
         "keras' mnist.npz",
+        _path,
     )
     limit: int | None = _option(None, "use only the first N images (quick runs)", _positive)
-    logdir: str = _option("logs", "directory that holds run directories")
+    logdir: str = _option("logs", "directory that holds run directories", _path)
     run: str | None = _option(
         None,
         "run name (letters, digits, . _ -): outputs go to LOGDIR/RUN "
         "(default: the start time, YYYYmmdd-HHMMSS)",
         _run_name,
     )
-    seed: int = _option(0, "random seed of weights, noise, dropout and shuffling")
+    seed: int = _option(
+        0, f"random seed of weights, noise, dropout and shuffling, 0..{SEED_MAX}", _seed
+    )
     jit: bool | None = _option(
         None,
         "compile the training step with XLA (default: on with a GPU, off on a CPU, where "
@@ -253,6 +274,15 @@ class Config:
             d_hidden=self.d_hidden or d_hidden,
         )
 
+    def absolute(self) -> Config:
+        """This config with --logdir and --data absolute and resolved (symlinks, '..' and a
+        trailing '/' gone), so that its config.json means the same from any directory and
+        equal paths compare equal."""
+        return self.replace(
+            logdir=str(Path(self.logdir).resolve()),
+            data=None if self.data is None else str(Path(self.data).resolve()),
+        )
+
     def replace(self, **changes) -> Config:
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -280,10 +310,19 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> Config:
+        """The Config that to_json wrote. Raises ValueError for text that is not JSON, and
+        ConfigError for JSON that is not an object with exactly the options as keys (a
+        missing one is never filled in with its default) or has a bad value."""
         values = json.loads(text)
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if not isinstance(values, dict):
+            raise ConfigError(f"expected a JSON object of options, got {type(values).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
         if unknown:
             raise ConfigError(f"unknown options in config: {', '.join(unknown)}")
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ConfigError(f"options missing from config: {', '.join(missing)}")
         return cls(**values)
 
     # --- command line -------------------------------------------------------------------

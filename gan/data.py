@@ -12,6 +12,10 @@ that need it.
 from __future__ import annotations
 
 import gzip
+import math
+import os
+import stat
+import struct
 import zlib
 from pathlib import Path
 
@@ -87,12 +91,17 @@ def download_labelled(dataset: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_path(path: str | Path) -> np.ndarray:
-    """Images from a directory of idx files, one idx file (raw or .gz), or an .npz file."""
+    """Images from a directory of idx files, one idx file (raw or .gz), or an .npz file.
+    Only directories and regular files are read (not a FIFO or a device)."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"--data {path}: no such file or directory") from None
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise DataError(f"--data {path}: cannot read ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
         return _read_directory(path)
-    if not path.exists():
-        raise DataError(f"--data {path}: no such file or directory")
     if path.suffix == ".npz":
         return read_npz(path)
     images = read_idx(path)
@@ -105,25 +114,16 @@ def read_idx(path: str | Path) -> np.ndarray | None:
     """Reads an idx file (gzip-compressed if its name ends in .gz).
 
     Returns uint8 (N, 28, 28) for an image file and None for a file that is not idx images
-    (labels, other files). Raises DataError for a truncated or corrupt file.
+    (labels, other files). Raises DataError for a truncated or corrupt file, and for anything
+    but a regular file. Reads the 16-byte header first and never more than one byte beyond
+    what it promises, so an unrelated or crafted file is refused before it fills memory.
     """
     path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _IDX_UBYTE or raw[3] != 3:
+    read = _read_idx(path, ndim=3)
+    if read is None:
         return None
-    header_size = 4 + 4 * 3
-    if len(raw) < header_size:
-        raise DataError(f"{path}: truncated idx header; download the file again")
-    count, rows, cols = np.frombuffer(raw, dtype=">u4", count=3, offset=4)
-    if (rows, cols) != IMAGE_SHAPE:
-        raise DataError(f"{path}: images are {rows}x{cols}; the networks need 28x28")
-    expected = header_size + int(count) * rows * cols
-    if len(raw) != expected:
-        raise DataError(
-            f"{path}: idx header promises {count} images ({expected} bytes) but the file has "
-            f"{len(raw)} bytes; the file is truncated or corrupt, download it again"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(-1, rows, cols)
+    (count, rows, cols), pixels = read
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(count, rows, cols)
 
 
 def read_npz(path: str | Path) -> np.ndarray:
@@ -168,18 +168,13 @@ def load_labelled(
 
 
 def read_idx_labels(path: str | Path) -> np.ndarray:
-    """Reads an idx1-ubyte label file (gzip-compressed if its name ends in .gz): uint8 (N,)."""
+    """Reads an idx1-ubyte label file (gzip-compressed if its name ends in .gz): uint8 (N,).
+    Checks the header and the size as read_idx does."""
     path = Path(path)
-    raw = _read_bytes(path)
-    if raw[:4] != bytes([0, 0, _IDX_UBYTE, 1]) or len(raw) < 8:
+    read = _read_idx(path, ndim=1)
+    if read is None:
         raise DataError(f"{path}: not an idx label file (expected an idx1-ubyte file)")
-    count = int(np.frombuffer(raw, dtype=">u4", count=1, offset=4)[0])
-    if len(raw) != 8 + count:
-        raise DataError(
-            f"{path}: idx header promises {count} labels but the file is truncated "
-            f"or corrupt; download it again"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=8)
+    return np.frombuffer(read[1], dtype=np.uint8)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -233,7 +228,10 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, epochs: int, fi
 
 
 def _read_directory(directory: Path) -> np.ndarray:
-    files = sorted(p for p in directory.iterdir() if p.is_file())
+    try:
+        files = sorted(p for p in directory.iterdir() if p.is_file())
+    except OSError as error:
+        raise DataError(f"--data {directory}: cannot read ({error.strerror or error})") from None
     parts = [images for images in map(read_idx, files) if images is not None]
     if not parts:
         names = ", ".join(p.name for p in files[:5]) or "it is empty"
@@ -272,12 +270,39 @@ def _label_file(image_file: Path) -> Path:
     return label_file
 
 
-def _read_bytes(path: Path) -> bytes:
+_ITEMS = {1: "labels", 3: "images"}  # what an idx file of ndim dimensions holds
+
+
+def _read_idx(path: Path, ndim: int) -> tuple[tuple[int, ...], bytes] | None:
+    """(dimensions, data) of an idx file of unsigned bytes with `ndim` dimensions (images: 28x28
+    only), or None if its magic number says it is something else. Raises DataError."""
+    header_size = 4 + 4 * ndim
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as file:
-                return file.read()
-        return path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise DataError(f"{path}: not a regular file")
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as file:
+            header = file.read(header_size)
+            if header[:4] != bytes([0, 0, _IDX_UBYTE, ndim]):
+                return None
+            if len(header) < header_size:
+                raise DataError(f"{path}: truncated idx header; download the file again")
+            dims = struct.unpack(f">{ndim}I", header[4:])
+            if ndim == 3 and dims[1:] != IMAGE_SHAPE:
+                raise DataError(f"{path}: images are {dims[1]}x{dims[2]}; the networks need 28x28")
+            expected = math.prod(dims)  # Python integers: no overflow
+            if path.suffix == ".gz":
+                data = _read_at_most(file, expected + 1)  # stops once there is more than promised
+                found = len(data)
+            else:
+                found = os.fstat(file.fileno()).st_size - header_size  # before reading anything
+                data = file.read() if found == expected else b""
+            if found != expected:
+                raise DataError(
+                    f"{path}: idx header promises {dims[0]} {_ITEMS[ndim]} ({expected} bytes of "
+                    f"data) but the file has {'more' if found > expected else found}; the file "
+                    f"is truncated or corrupt, download it again"
+                )
+            return dims, data
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(
             f"{path}: corrupt or truncated gzip file ({_one_line(error)}); download it again"
@@ -286,17 +311,27 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
+def _read_at_most(file, limit: int, chunk: int = 1 << 20) -> bytes:
+    """The rest of `file`, or its next `limit` bytes if it has more; memory grows only with
+    what is actually read."""
+    parts, total = [], 0
+    while total < limit and (part := file.read(min(chunk, limit - total))):
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
+
+
 def _as_uint8_images(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
         raise DataError(f"{name}: images have shape {array.shape}; expected (N, 28, 28)")
-    if (
-        not np.issubdtype(array.dtype, np.integer)
-        or array.min(initial=0) < 0
-        or array.max(initial=0) > 255
-    ):
+    if not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{name}: expected integer pixels 0-255, got {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise DataError(
+            f"{name}: expected integer pixels 0-255, got values {array.min()} to {array.max()}"
+        )
     return array.astype(np.uint8)
 
 

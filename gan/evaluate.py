@@ -21,15 +21,15 @@ uint8 samples; or `evaluate(samples, images, labels)` in one call.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from gan import data
+from gan import data, rundir
 from gan.cli import (
     Parser,
     add_verbose_argument,
@@ -255,9 +255,7 @@ def append_record(path: Path, record: dict, replaces=None) -> None:
     path = Path(path)
     records = [r for r in read_records(path) if not (replaces and replaces(r))]
     records.append({"time": datetime.datetime.now().isoformat(timespec="seconds"), **record})
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(records, indent=2) + "\n")
-    os.replace(temporary, path)
+    rundir.write_atomically(path, (json.dumps(records, indent=2) + "\n").encode())
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -266,13 +264,17 @@ def append_record(path: Path, record: dict, replaces=None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
-    with native_stderr_held_back(verbose(args)):
-        return _main(args)
+    # The run directory's lock, if any, is held until main returns.
+    with native_stderr_held_back(verbose(args)), contextlib.ExitStack() as held:
+        return _main(args, held)
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     try:
         source, samples = _check_sources(args)
+        if source is not None and source.run_dir is not None:
+            # It writes eval.json and TensorBoard events there: one writer at a time.
+            held.enter_context(rundir.RunLock(source.run_dir))
         json_path = check_output(args.json, ".json", "--json", overwrite=True)
         if json_path is None and source is not None and source.run_dir is not None:
             json_path = source.run_dir / "eval.json"

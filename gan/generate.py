@@ -10,15 +10,19 @@ file, --out and --png write into RUN_DIR/generated/, numbered rather than overwr
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
 after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
 restores ckpt-E into a generator built from the run's config.json, `--checkpoint latest` the
-newest one, `--checkpoint PATH` any checkpoint prefix (PATH.index must exist).
+newest one that can be read (newer damaged ones are skipped with a warning), `--checkpoint
+PATH` any checkpoint prefix (PATH.index must exist).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +88,17 @@ class GeneratorSource:
     def _load_keras_file(self):
         import keras
 
+        try:  # a .keras file is a zip archive: say so when it is cut short or damaged
+            with zipfile.ZipFile(self.path) as archive:
+                bad = archive.testzip()
+            problem = None if bad is None else f"{bad} fails its checksum"
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+            problem = _one_line(error)
+        if problem is not None:
+            raise UsageError(
+                f"{self.path}: not a complete .keras file ({problem}); it is truncated or "
+                f"corrupt, save or copy it again"
+            )
         try:
             return keras.models.load_model(self.path, compile=False)
         except Exception as error:  # keras raises many types for unreadable files
@@ -131,6 +146,33 @@ def generate(generator, n: int, seed: int = 0, batch_size: int = 1000) -> np.nda
         for start in range(0, n, batch_size)
     ]
     return np.concatenate(batches)
+
+
+def check_memory(count: int, noise_dim: int, grid_pixels: int = 0) -> None:
+    """Refuses (UsageError, with the estimate) to draw `count` images, and to make a grid
+    of `grid_pixels` pixels, when the arrays that takes would not fit in the memory available
+    now: the noise (float32), the images (uint8, twice while they are joined) and the grid
+    (twice while it is scaled)."""
+    needed = count * (4 * noise_dim + 2 * 28 * 28) + 2 * grid_pixels
+    available = _available_memory()
+    if needed > available:
+        raise UsageError(
+            f"{count} images{' and the grid' if grid_pixels else ''} need about "
+            f"{needed / 2**30:.1f} GiB of memory, more than the {available / 2**30:.1f} GiB "
+            f"available; ask for fewer (--n, --rows, --cols, --scale)"
+        )
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to a new allocation now (Linux: MemAvailable)."""
+    try:
+        with open("/proc/meminfo") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def run_config(run_dir: Path) -> Config:
@@ -231,13 +273,15 @@ def _main(args: argparse.Namespace) -> int:
             default_output(source, "grid", args.seed, ".png"),
         )
         generator = source.load()
+        count = max(args.n if out else 0, args.rows * args.cols if png else 0)
+        grid_pixels = (args.rows * 30 + 2) * (args.cols * 30 + 2) * args.scale**2 if png else 0
+        check_memory(count, generator.input_shape[-1], grid_pixels)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
     from gan.images import make_grid, save_png
 
-    count = max(args.n if out else 0, args.rows * args.cols if png else 0)
     images = generate(generator, count, args.seed)
     if out:
         np.savez_compressed(out, images=images[: args.n])
@@ -257,9 +301,14 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
 
     directory = run_dir / checkpoints.DIRECTORY
     if checkpoint == "latest":
-        latest = tf.train.latest_checkpoint(str(directory))
+        try:
+            latest, skipped = checkpoints.newest_readable(directory)
+        except checkpoints.CheckpointError as error:
+            raise UsageError(f"--checkpoint latest: {error}") from None
         if latest is None:
             raise UsageError(f"--checkpoint latest: no checkpoints in {directory}")
+        for line in skipped:
+            print(f"warning: {line}", file=sys.stderr)
         return Path(latest)
     prefix = (
         directory / f"{checkpoints.PREFIX}-{checkpoint}"

@@ -14,8 +14,8 @@ exit status 2. A run writes LOGDIR/RUN/:
     generator.keras, discriminator.keras   the trained networks
 
 `--resume` continues a run from its latest checkpoint (see the README, "Checkpoints and
-resuming"). Exit status: 0 done, 1 training diverged (NaN/Inf), 2 bad input, 128 + signal
-number after Ctrl-C (130) or SIGTERM (143).
+resuming"). Exit status: 0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad
+input, 128 + signal number after Ctrl-C (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints, data, distribute, safety
+from gan import checkpoints, data, distribute, rundir, safety
 from gan.cli import Parser, add_verbose_argument, data_source, native_stderr_held_back, verbose
 from gan.config import CHANGEABLE_ON_RESUME, Config, ConfigError, flag, parse_step_range
 
@@ -55,16 +55,20 @@ def train(
     evaluator: the gan.evaluate.Evaluator that config.eval_every uses; if None, one is built
     for config.dataset / config.data (all of its images, not only the first --limit).
 
-    Raises ConfigError (CheckpointError) before writing anything if the run directory cannot be
-    created or the checkpoint cannot be resumed; safety.NonFiniteLoss if training diverges;
-    safety.Interrupted after SIGINT or SIGTERM, once the current epoch is checkpointed.
+    Holds the run directory's lock (gan.rundir.RunLock) while it writes there. Raises
+    ConfigError before writing anything if another process writes `run_dir` (RunInUse), the
+    run directory cannot be created, or no checkpoint can be resumed (CheckpointError);
+    safety.NonFiniteLoss if training diverges; safety.Interrupted after SIGINT or SIGTERM,
+    once the current epoch is checkpointed; OSError (or TensorFlow's ResourceExhaustedError)
+    if the disk is full, the latest complete checkpoint staying the latest.
     """
     return Training(config, run_dir, images, resume, evaluator).run()
 
 
 class Training:
-    """`train` in two parts: construction checks everything and prepares the run directory
-    (raising ConfigError before writing anything if the run cannot go ahead), `run()` trains."""
+    """`train` in two parts: construction checks everything, locks the run directory
+    (gan.rundir.RunLock) and prepares it (raising ConfigError before writing anything if the
+    run cannot go ahead), `run()` trains. The lock is held until `run()` returns or raises."""
 
     def __init__(self, config, run_dir, images=None, resume=False, evaluator=None):
         # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
@@ -105,23 +109,41 @@ class Training:
             self.model, run_dir / checkpoints.DIRECTORY, checkpoints.fingerprint(self.images)
         )
         self.history_csv, self.samples_dir = run_dir / "history.csv", run_dir / "samples"
-        if resume:
-            self.epochs_done = self.checkpoints.restore_latest()
-            if self.epochs_done >= config.epochs:
-                raise ConfigError(
-                    f"--resume: {run_dir} has trained {self.epochs_done} epochs already; pass "
-                    f"--epochs N with N > {self.epochs_done} to train it longer"
+        self.notices = []  # lines for the user: checkpoints skipped, damaged files moved aside
+        self.lock = rundir.RunLock(run_dir, create=not resume)
+        try:
+            if resume:
+                self.epochs_done = self.checkpoints.restore_latest()
+                self.notices += self.checkpoints.skipped
+                if self.epochs_done >= config.epochs:
+                    raise ConfigError(
+                        f"--resume: {run_dir} has trained {self.epochs_done} epochs already; "
+                        f"pass --epochs N with N > {self.epochs_done} to train it longer"
+                    )
+                self.checkpoints.make_latest(self.epochs_done)
+                self.notices += checkpoints.roll_back(
+                    run_dir, self.epochs_done, self.history_csv, self.samples_dir
                 )
-            checkpoints.roll_back(run_dir, self.epochs_done, self.history_csv, self.samples_dir)
-            checkpoints.write_atomically(run_dir / "config.json", config.to_json().encode())
-        else:
-            _create_run_dir(run_dir)
-            (run_dir / "config.json").write_text(config.to_json())
-            self.epochs_done = 0
-            self.checkpoints.save(0)  # so that a run killed in its first epoch can be resumed
+                rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
+                if self.checkpoints.latest is None:  # killed before its first checkpoint
+                    self.checkpoints.save(0)
+            else:
+                rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
+                self.epochs_done = 0
+                self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
+        except BaseException:
+            self.lock.release()
+            raise
 
     def run(self):
-        """Trains from the checkpointed epoch to config.epochs; returns the GAN."""
+        """Trains from the checkpointed epoch to config.epochs; returns the GAN. Releases the
+        run directory's lock when it returns or raises."""
+        try:
+            return self._train()
+        finally:
+            self.lock.release()
+
+    def _train(self):
         import tensorflow as tf
 
         from gan import callbacks
@@ -220,6 +242,8 @@ def _main(args: argparse.Namespace) -> int:
             except ConfigError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
+                for line in training.notices:
+                    print(f"{PROG}: warning: {line}", file=sys.stderr)
                 print(f"Resuming {run_dir} after epoch {training.epochs_done} of {config.epochs}")
             print(f"Training on {len(images)} images; writing {run_dir}{note}", flush=True)
             training.run()
@@ -229,11 +253,19 @@ def _main(args: argparse.Namespace) -> int:
     except safety.Interrupted as stop:
         print(f"{stop}; resume with: {resume_command}", file=sys.stderr)
         return 128 + stop.signum
+    except Exception as error:
+        full = rundir.disk_full(error, run_dir)
+        if full is None:
+            raise
+        if (run_dir / "config.json").exists():
+            then = f"resume with: {resume_command}"
+        else:
+            then = "run the same command again"
+        print(f"{PROG}: error: {full}; free some space, then {then}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        if checkpoints.latest_exists(run_dir / checkpoints.DIRECTORY):
-            where = f"resume from the last checkpoint with: {resume_command}"
-        elif run_dir.exists():
-            where = f"no checkpoint was saved: remove {run_dir} and start again"
+        if (run_dir / "config.json").exists():
+            where = f"resume from the last checkpoint (or epoch 0) with: {resume_command}"
         else:
             where = "nothing was written"
         print(f"\nInterrupted; {where}", file=sys.stderr)
@@ -271,19 +303,25 @@ def _resolve_config(args: argparse.Namespace) -> Config:
     """The options of a new run (flags over defaults), or of the resumed run LOGDIR/RUN (its
     config.json, with the flags that may change on resume)."""
     given = Config.given_options(args)
-    config = Config(**given)  # validates every given flag
+    config = Config(**given).absolute()  # validates every given flag
     if not args.resume:
         return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
     if config.run is None:
         raise ConfigError("--resume needs --run NAME, the run to continue")
     path = Path(config.logdir) / config.run / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"--resume: no run to resume at {path.parent} (no config.json there)")
     try:
-        saved = Config.from_json(path.read_text())
-    except (OSError, ValueError) as error:  # ValueError: bad JSON or ConfigError
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"--resume: no run to resume at {path.parent} (no config.json there)"
+        ) from None
+    except OSError as error:
+        raise ConfigError(f"--resume: cannot read {path} ({error.strerror or error})") from None
+    try:
+        saved = Config.from_json(text)
+    except ValueError as error:  # bad JSON or ConfigError
         raise ConfigError(f"--resume: cannot use {path}: {error}") from None
-    return saved.resumed_with({**given, "logdir": config.logdir, "run": config.run})
+    return saved.resumed_with({name: getattr(config, name) for name in given})
 
 
 def _check_profile_steps(config: Config, image_count: int) -> None:
@@ -298,31 +336,23 @@ def _check_profile_steps(config: Config, image_count: int) -> None:
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuses a new run's directory that exists or cannot be created, and a resumed run's
-    directory that cannot be written."""
+    """Refuses a run directory that another process is writing, a new run's directory that
+    exists or cannot be created, and a resumed run's directory that cannot be written."""
     if resume:
+        rundir.check_free(run_dir)
         if not os.access(run_dir, os.W_OK | os.X_OK):
             raise ConfigError(f"--resume: cannot write to {run_dir}")
         return
-    if run_dir.exists():
-        raise ConfigError(
-            f"{run_dir} already exists; choose another --run name, or add --resume to continue it"
-        )
-    parent = run_dir.parent
-    while not parent.exists():
-        parent = parent.parent
-    # os.access also fails for root on a read-only file system; _create_run_dir catches the rest.
+    try:
+        rundir.check_new(run_dir)
+        parent = run_dir.parent
+        while not parent.exists():
+            parent = parent.parent
+    except OSError as error:  # e.g. a name longer than the file system allows
+        raise ConfigError(f"cannot create {run_dir} ({error.strerror or error})") from None
+    # os.access also fails for root on a read-only file system; RunLock catches the rest.
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot create {run_dir}: {parent} is not a writable directory")
-
-
-def _create_run_dir(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True)  # raises if it exists: a run is never overwritten
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create {run_dir} ({error.strerror or error}); choose a writable --logdir"
-        ) from None
 
 
 if __name__ == "__main__":

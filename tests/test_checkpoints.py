@@ -7,6 +7,7 @@ import csv
 import os
 import signal
 import stat
+import struct
 
 import keras
 import numpy as np
@@ -86,10 +87,8 @@ def test_checkpoint_covers_every_variable_and_a_restored_run_continues_bitwise(t
         assert a.numpy().tobytes() == b.numpy().tobytes(), a.path
 
 
-def test_restore_refuses_a_missing_or_mismatched_checkpoint(tmp_path):
+def test_restore_refuses_a_mismatched_checkpoint(tmp_path):
     images_sha = fingerprint(make_images(4))
-    with pytest.raises(CheckpointError, match="no checkpoint in"):
-        Checkpoints(_gan(), tmp_path, images_sha).restore_latest()
     Checkpoints(_gan(noise_dim=8), tmp_path, images_sha).save(1)
     with pytest.raises(CheckpointError, match=r"generator/.*shape \(8, 256\) in the checkpoint"):
         Checkpoints(_gan(noise_dim=16), tmp_path, images_sha).restore_latest()
@@ -99,6 +98,104 @@ def test_restore_refuses_a_missing_or_mismatched_checkpoint(tmp_path):
         Checkpoints(_gan(arch="mlp-bn"), tmp_path, images_sha).restore_latest()
     with pytest.raises(CheckpointError, match="training images differ"):
         Checkpoints(_gan(), tmp_path, fingerprint(make_images(5))).restore_latest()
+
+
+def _three_checkpoints(directory):
+    """ckpt-1, ckpt-2, ckpt-3 of one GAN, as a run saves them; returns the GAN."""
+    model = _gan()
+    store = Checkpoints(model, directory, fingerprint(make_images(4)))
+    for epoch in (1, 2, 3):
+        model.train_step(_batch(epoch))
+        store.save(epoch)
+    return model
+
+
+def _truncate(directory):
+    (data_file,) = directory.glob("ckpt-3.data-*")
+    data_file.write_bytes(data_file.read_bytes()[:-100])
+
+
+def _flip_bytes(directory):
+    (data_file,) = directory.glob("ckpt-3.data-*")
+    content = bytearray(data_file.read_bytes())
+    content[len(content) // 2 : len(content) // 2 + 8] = bytes(b ^ 0xFF for b in content[:8])
+    data_file.write_bytes(bytes(content))
+
+
+DAMAGE = {  # case -> (damage, the epoch resumed from, what the notice says)
+    "truncated-data": (_truncate, 2, "cannot read checkpoint ckpt-3 ("),
+    "flipped-bytes": (_flip_bytes, 2, "cannot read checkpoint ckpt-3 ("),
+    "no-index-file": (lambda d: (d / "checkpoint").unlink(), 3, None),
+    "one-index-missing": (lambda d: (d / "ckpt-3.index").unlink(), 2, "ckpt-3.index is missing"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, case):
+    damage, epoch, notice = DAMAGE[case]
+    directory = tmp_path / "checkpoints"
+    _three_checkpoints(directory)
+    expected = _checkpoint_values(directory / f"ckpt-{epoch}")
+    damage(directory)
+    (directory / "ckpt-4_temp").mkdir()  # as a kill or a full disk leaves it
+    (directory / "ckpt-4_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
+
+    model = _gan(seed=5)
+    store = Checkpoints(model, directory, fingerprint(make_images(4)))
+    assert store.restore_latest() == epoch
+    assert (store.skipped == []) if notice is None else (notice in store.skipped[0])
+    assert all(f"falling back to ckpt-{epoch}" in line for line in store.skipped)
+    assert _values(store) == expected  # the whole state, from the checkpoint chosen
+
+    store.make_latest(epoch)
+    assert not list(directory.glob("ckpt-4_temp*"))
+    assert not list(directory.glob("ckpt-3.*")) or epoch == 3
+    assert tf.train.latest_checkpoint(directory).endswith(f"ckpt-{epoch}")
+    for later in range(epoch + 1, epoch + 4):  # the manager carries on from there
+        store.save(later)
+    state = tf.train.get_checkpoint_state(str(directory))
+    kept = [f"ckpt-{later}" for later in range(epoch + 1, epoch + 4)]  # the newest KEEP
+    assert [p.rsplit("/", 1)[-1] for p in state.all_model_checkpoint_paths] == kept
+    assert sorted(p.name for p in directory.glob("*.index")) == [f"{name}.index" for name in kept]
+
+
+def test_no_readable_checkpoint_is_refused_naming_each_and_why(tmp_path):
+    directory = tmp_path / "checkpoints"
+    _three_checkpoints(directory)
+    for data_file in directory.glob("ckpt-*.data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:50])
+    (directory / "ckpt-1.index").unlink()
+    with pytest.raises(CheckpointError) as raised:
+        Checkpoints(_gan(), directory, fingerprint(make_images(4))).restore_latest()
+    message = str(raised.value)
+    assert message.startswith(f"--resume: no checkpoint in {directory} can be read: ckpt-3 (")
+    assert "; ckpt-2 (" in message and "; ckpt-1 (ckpt-1.index is missing)" in message
+    assert "\n" not in message
+
+
+def test_a_directory_without_checkpoints_restores_epoch_0(tmp_path):
+    assert Checkpoints(_gan(), tmp_path / "checkpoints", "").restore_latest() == 0
+
+
+def _checkpoint_values(prefix) -> dict:
+    reader = tf.train.load_checkpoint(str(prefix))
+    return {
+        name: np.asarray(reader.get_tensor(name)).tobytes()
+        for name in reader.get_variable_to_shape_map()
+        if name.endswith("VARIABLE_VALUE") and not name.startswith("save_counter")
+    }
+
+
+def _values(store) -> dict:
+    """The state `store` checkpoints, keyed as in the checkpoint file."""
+    values = {
+        f"{name}/{index}/.ATTRIBUTES/VARIABLE_VALUE": v.numpy().tobytes()
+        for name, variables in store.groups.items()
+        for index, v in enumerate(variables)
+    }
+    values["epoch/.ATTRIBUTES/VARIABLE_VALUE"] = store.epoch.numpy().tobytes()
+    values["images_sha256/.ATTRIBUTES/VARIABLE_VALUE"] = store._saved_sha256.numpy()
+    return values
 
 
 def test_nonfinite_variables_are_found(tmp_path):
@@ -163,6 +260,83 @@ def test_roll_back_removes_every_output_after_the_checkpoint_epoch(tmp_path):
     kept = events.read_bytes()
     roll_back(tmp_path, 2, history, samples)  # nothing more to do
     assert events.read_bytes() == kept
+
+
+def _record(payload: bytes) -> bytes:
+    """A TFRecord: length, its masked CRC-32C, payload, its masked CRC-32C."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    length = struct.pack("<Q", len(payload))
+    return (
+        length
+        + struct.pack("<I", masked_crc32c(length))
+        + payload
+        + struct.pack("<I", masked_crc32c(payload))
+    )
+
+
+def _corrupt_length(events, history):
+    content = bytearray(events.read_bytes())
+    first_length = struct.unpack_from("<Q", content)[0]
+    content[12 + first_length + 4] ^= 0x01  # the second record's length field
+    events.write_bytes(bytes(content))
+
+
+def _bad_protobuf(events, history):
+    content = events.read_bytes()
+    first_end = 12 + struct.unpack_from("<Q", content)[0] + 4
+    events.write_bytes(content[:first_end] + _record(b"\xff\xff\xff") + content[first_end:])
+
+
+def _bad_csv_row(events, history):
+    with open(history, "a", newline="") as file:
+        file.write("not,a,row\r\n4,0.4\r\n")
+
+
+ROLL_BACK_DAMAGE = {  # case -> (damage, the damaged file)
+    "corrupt-length": (_corrupt_length, "events"),
+    "bad-protobuf": (_bad_protobuf, "events"),
+    "bad-csv-row": (_bad_csv_row, "history"),
+}
+
+
+@pytest.mark.parametrize("case", ROLL_BACK_DAMAGE)
+def test_roll_back_moves_a_damaged_file_aside_untouched_and_rolls_back_the_rest(tmp_path, case):
+    damage, which = ROLL_BACK_DAMAGE[case]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = _write_epochs(run_dir, [1, 2, 3])
+    history, samples = run_dir / "history.csv", run_dir / "samples"
+    damage(events, history)
+    damaged_file = {"events": events, "history": history}[which]
+    content = damaged_file.read_bytes()
+
+    notices = roll_back(run_dir, 2, history, samples)
+
+    moved = run_dir / "damaged" / damaged_file.name
+    (notice,) = notices
+    assert notice.startswith(f"cannot parse {damaged_file} (")
+    assert notice.endswith(f"); moved it untouched to {moved}")
+    assert not damaged_file.exists() and moved.read_bytes() == content  # every epoch kept
+    if which == "history":
+        assert [tag_step[1] for tag_step in _steps(events)] == [1, 1, 2, 2]  # rolled back
+    else:
+        with open(history, newline="") as file:
+            assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert roll_back(run_dir, 2, history, samples) == []  # damaged/ is left alone
+    assert moved.read_bytes() == content
+
+
+def test_roll_back_drops_a_history_row_cut_short_at_the_end(tmp_path):
+    events = _write_epochs(tmp_path, [1, 2])
+    history = tmp_path / "history.csv"
+    with open(history, "a", newline="") as file:
+        file.write("3,0.")  # a kill during the write of epoch 3's row
+    assert roll_back(tmp_path, 2, history, tmp_path / "samples") == []
+    with open(history, newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert {step for _, step in _steps(events)} == {1, 2}
 
 
 def _poison(make_dataset, epoch, step):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -50,6 +51,28 @@ def test_jit_defaults_to_xla_on_gpus_only(jit, has_gpu, expected):
 def test_json_round_trip():
     config = Config(epochs=3, data="x/y", limit=50, jit=False, run="a")
     assert Config.from_json(config.to_json()) == config
+
+
+def test_paths_are_saved_absolute_and_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    config = Config(logdir="logs/", data="./data/../data/").absolute()
+    assert config.logdir == str(tmp_path.resolve() / "logs")
+    assert config.data == str(tmp_path.resolve() / "data")
+    assert Config().absolute().data is None
+
+
+@pytest.mark.parametrize("text", ["null", "[]", "3", '"config"'])
+def test_json_that_is_not_an_object_is_rejected(text):
+    with pytest.raises(ConfigError, match="expected a JSON object of options"):
+        Config.from_json(text)
+
+
+def test_json_with_missing_options_is_rejected_naming_them():
+    values = json.loads(Config().to_json())
+    del values["lr"], values["seed"]
+    with pytest.raises(ConfigError, match="^options missing from config: lr, seed$"):
+        Config.from_json(json.dumps(values))
 
 
 def test_unknown_keys_in_json_are_rejected():

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import os
+import re
+import struct
+from pathlib import Path
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, make_images, write_idx
+from conftest import SHARED_DATA, idx_bytes, make_images, write_idx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gan import data
 from gan.config import ConfigError
@@ -237,3 +245,138 @@ def test_an_explicit_source_is_used_or_refused_never_replaced(monkeypatch):
         data.load("mnist", source="keras")
     with pytest.raises(data.DataError, match="--source bundled holds MNIST digits only"):
         data.load("fashion_mnist", source="bundled")
+
+
+# --- anything that is not a valid image file is refused, quickly and without traceback --------
+
+
+def _fifo(directory):
+    os.mkfifo(directory / "x-idx3-ubyte")  # opening it to read would wait for a writer forever
+    return directory / "x-idx3-ubyte"
+
+
+def _huge_sparse_file(directory):
+    """5 GB that are not images: refused from the header, never read whole."""
+    path = directory / "big-idx3-ubyte"
+    with open(path, "wb") as file:
+        file.write(struct.pack(">4B3I", 0, 0, 8, 3, 1000, 28, 28))
+        file.truncate(5 * 2**30)
+    return path
+
+
+def _count_overflowing_32_bits(directory):
+    """count * 28 * 28 wraps around 2**32 to the size of the data that is there (2 images)."""
+    assert (2**32 // 16 + 2) * 784 % 2**32 == 2 * 784
+    count = 2**32 // 16 + 2  # * 784 = 49 * 2**32 + 1568: wraps to 1568 in 32 bits
+    header = struct.pack(">4B3I", 0, 0, 8, 3, count, 28, 28)
+    path = directory / "crafted-idx3-ubyte"
+    path.write_bytes(header + bytes(784 * 2))
+    return path
+
+
+def _gz_longer_than_promised(directory):
+    path = directory / "x-idx3-ubyte.gz"
+    payload = idx_bytes(make_images(2))
+    path.write_bytes(gzip.compress(payload + bytes(784)))
+    return path
+
+
+LOADER_INPUTS = {
+    "fifo": (_fifo, "not a regular file"),
+    "device": (lambda d: Path("/dev/zero"), "not a regular file"),
+    "huge-sparse": (_huge_sparse_file, "promises 1000 images (784000 bytes of data) but the"),
+    "count-overflow": (_count_overflowing_32_bits, "truncated or corrupt"),
+    "gz-too-long": (_gz_longer_than_promised, "promises 2 images (1568 bytes of data) but the "
+                    "file has more"),
+    "long-name": (lambda d: d / ("x" * 300), "File name too long"),
+    "pixels-out-of-range": (
+        lambda d: _npz(d, images=np.full((2, 28, 28), 300, np.int32)),
+        "expected integer pixels 0-255, got values 300 to 300",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", LOADER_INPUTS)
+def test_loaders_refuse_what_is_not_an_image_file_from_its_header(tmp_path, case):
+    make_path, message = LOADER_INPUTS[case]
+    with pytest.raises(data.DataError, match=re.escape(message)):
+        data.load_path(make_path(tmp_path))
+
+
+def test_an_unreadable_directory_is_a_data_error(tmp_path, monkeypatch):
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refuse)  # root may read any directory
+    with pytest.raises(data.DataError, match=r"--data .*: cannot read \(Permission denied\)"):
+        data.load_path(tmp_path)
+
+
+# --- property-based: every input loads valid images or raises DataError ---------------------
+
+LOADER_ERRORS = (data.DataError,)
+
+
+def _loads_or_refuses(path):
+    try:
+        images = data.load_path(path)
+    except LOADER_ERRORS:
+        return
+    assert images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == (28, 28)
+
+
+def _header(count, rows=28, cols=28, ndim=3, kind=8):
+    return bytes([0, 0, kind, ndim]) + struct.pack(f">{ndim}I", count, rows, cols)[: 4 * ndim]
+
+
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@SETTINGS
+@given(content=st.binary(max_size=64), gz=st.booleans())
+def test_arbitrary_bytes_load_or_raise_data_error(tmp_path_factory, content, gz):
+    path = tmp_path_factory.mktemp("bytes") / ("x-idx3-ubyte.gz" if gz else "x-idx3-ubyte")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    _loads_or_refuses(path)
+
+
+@SETTINGS
+@given(
+    count=st.integers(0, 2**32 - 1),
+    rows=st.sampled_from([28, 0, 1, 2**32 - 1]),
+    cut=st.integers(0, 20),
+    extra=st.integers(-800, 800),
+    gz=st.booleans(),
+)
+def test_truncated_and_oversized_headers_load_or_raise_data_error(
+    tmp_path_factory, count, rows, cut, extra, gz
+):
+    header = _header(count, rows)[: 16 - cut if cut <= 16 else 16]
+    body = bytes(max(0, min(count, 3) * 784 + extra))
+    content = header + body
+    path = tmp_path_factory.mktemp("idx") / ("x-idx3-ubyte.gz" if gz else "x-idx3-ubyte")
+    path.write_bytes(gzip.compress(content) if gz else content)
+    _loads_or_refuses(path)
+
+
+ARRAYS = st.one_of(
+    hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.int16, np.int64, np.float32, np.bool_, np.uint64]),
+        shape=st.sampled_from([(0, 28, 28), (2, 28, 28), (2, 28, 28, 1), (2, 28), (3,), ()]),
+    ),
+    hnp.arrays(
+        dtype=hnp.unicode_string_dtypes(max_len=3), shape=st.sampled_from([(2, 28, 28), (2,)])
+    ),
+)
+
+
+@SETTINGS
+@given(
+    arrays=st.dictionaries(
+        st.sampled_from(["x_train", "x_test", "images", "y_train", "other"]), ARRAYS, max_size=3
+    )
+)
+def test_arbitrary_npz_contents_load_or_raise_data_error(tmp_path_factory, arrays):
+    path = tmp_path_factory.mktemp("npz") / "x.npz"
+    np.savez(path, **arrays)
+    _loads_or_refuses(path)

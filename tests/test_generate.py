@@ -63,6 +63,12 @@ def _constant_generator(value):
     )
 
 
+def test_memory_check_refuses_what_cannot_fit_and_passes_the_usual_sizes():
+    generate.check_memory(10000, 128, 604 * 604)
+    with pytest.raises(UsageError, match=r"^10000000000000 images need about"):
+        generate.check_memory(10**13, 128)
+
+
 @pytest.mark.parametrize("value, pixel", [(-1.0, 0), (0.0, 128), (1.0, 255), (3.0, 255)])
 def test_images_are_uint8_n_by_28_by_28_scaled_from_tanh_range(value, pixel):
     images = generate.generate(_constant_generator(value), 5)
@@ -208,16 +214,38 @@ def test_checkpoint_errors_name_what_exists(run_dir):
         (["--generator", "RUN/generator.keras", "--checkpoint", "1"], "--checkpoint needs --run"),
         (["--run", "RUN", "--n", "0", "--out", "s.npz"], "--n: must be >= 1, got 0"),
         (["--run", "RUN", "--seed", "x", "--out", "s.npz"], "expected a whole number"),
+        # Sizes beyond any memory are refused up front, with the estimate.
+        (["--run", "RUN", "--n", "10000000000", "--out", "s.npz"], "10000000000 images need "),
+        (["--run", "RUN", "--rows", "100000", "--cols", "100000", "--png", "g.png"], "GiB of m"),
+        (["--generator", "RUN/truncated.keras", "--png", "g.png"], "not a complete .keras file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, run_dir, args, message):
     keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()]).save(
         run_dir / "discriminator.keras"
     )
+    whole = (run_dir / "generator.keras").read_bytes()
+    (run_dir / "truncated.keras").write_bytes(whole[: len(whole) // 2])
     args = [a.replace("RUN", str(run_dir)) for a in args]
     result = run_cli(*args, cwd=tmp_path)
     assert_usage_error(result, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # nothing written
+
+
+def test_latest_skips_a_damaged_checkpoint_with_a_warning(run_dir, capsys):
+    _save_checkpoint(run_dir, _generator(seed=2), 2)
+    _save_checkpoint(run_dir, _generator(seed=3), 3)
+    (data_file,) = (run_dir / "checkpoints").glob("ckpt-3.data-*")
+    data_file.write_bytes(data_file.read_bytes()[:-100])
+    source = generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+    assert source.path.name == "ckpt-2" and source.epoch == 2
+    warning = capsys.readouterr().err
+    assert warning.startswith("warning: cannot read checkpoint ckpt-3 (")
+    assert warning.endswith("falling back to ckpt-2\n")
+    for prefix in (run_dir / "checkpoints").glob("ckpt-2.*"):
+        prefix.unlink()
+    with pytest.raises(UsageError, match=r"latest: no checkpoint in .* can be read: ckpt-3 \("):
+        generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
 
 
 def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):

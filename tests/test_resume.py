@@ -155,3 +155,45 @@ def test_a_diverging_run_stops_with_exit_status_1_and_names_where(tmp_path, data
     assert last.endswith("start a new run with a lower --lr or another --seed")
     assert _latest(logs / "r") == "ckpt-0"  # the state before training: the last good one
     assert not (logs / "r" / "history.csv").exists() and not _steps(logs / "r")
+
+
+def _truncate_data(prefix):
+    (data_file,) = prefix.parent.glob(prefix.name + ".data-*")
+    data_file.write_bytes(data_file.read_bytes()[:-100])
+
+
+def test_resume_skips_a_damaged_checkpoint_and_writes_every_epoch_once(tmp_path, data_dir):
+    logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
+    flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
+    assert run_cli(*flags, "--epochs", 3).returncode == 0
+    _truncate_data(run_dir / "checkpoints" / "ckpt-3")
+    resumed = run_cli("--logdir", logs, "--run", "r", "--resume", "--epochs", 4)
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "cannot read checkpoint ckpt-3 (" in warnings[0]
+    assert warnings[0].endswith("falling back to ckpt-2")
+    assert "after epoch 2 of 4" in resumed.stdout
+    assert [row["epoch"] for row in _history(run_dir)] == ["1", "2", "3", "4"]
+    steps = _steps(run_dir)
+    assert all(steps[name] == [1, 2, 3, 4] for name in METRICS)
+    assert _latest(run_dir) == "ckpt-4"
+
+
+def test_a_run_without_a_complete_checkpoint_restarts_in_place_from_epoch_0(tmp_path, data_dir):
+    """As a kill or a full disk during ckpt-0 leaves a run: config.json, no checkpoint."""
+    logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
+    flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
+    assert run_cli(*flags, "--epochs", 1).returncode == 0
+    for path in (run_dir / "checkpoints").iterdir():
+        path.unlink()
+    (run_dir / "checkpoints" / "ckpt-0_temp").mkdir()
+    resumed = run_cli("--logdir", logs, "--run", "r", "--resume", "--epochs", 2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "after epoch 0 of 2" in resumed.stdout
+    assert [row["epoch"] for row in _history(run_dir)] == ["1", "2"]
+    assert all(_steps(run_dir)[name] == [1, 2] for name in METRICS)
+    assert sorted(p.name.split(".")[0] for p in (run_dir / "checkpoints").glob("*.index")) == [
+        "ckpt-0",
+        "ckpt-1",
+        "ckpt-2",
+    ]

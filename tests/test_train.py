@@ -15,11 +15,19 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, assert_usage_error, make_images, offline_env, run_module
+from conftest import (
+    PROJECT_ROOT,
+    assert_usage_error,
+    make_images,
+    offline_env,
+    run_module,
+    write_idx,
+)
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from test_data import BAD_INPUTS
 
+from gan import rundir
 from gan.callbacks import GRID_ROWS, GRID_SCALE
 from gan.checkpoints import Checkpoints, fingerprint
 from gan.classifier import CACHE_ENV
@@ -151,6 +159,13 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
         ),
         (["--source", "bundled"], "--source bundled picks where --dataset's images come from"),
         (["--source", "cloud"], "--source must be one of keras, bundled, got 'cloud'"),
+        (["--seed", "-1"], "--seed must be in 0..4294967295, got -1"),
+        (["--seed", "99999999999999999999"], "--seed must be in 0..4294967295"),
+        (["--run=-x"], "--run must be a plain name of letters, digits, '.', '_' and '-', not st"),
+        (["--run", "x" * 300], "--run must be at most 255 characters"),
+        (["--logdir", ""], "--logdir must not be empty"),
+        (["--logdir", "x" * 300], "(File name too long)"),
+        (["--data", "x" * 300], "(File name too long)"),
         (["--resume"], "--resume needs --run NAME"),
         (["--resume", "--run", "nothing-here"], "no run to resume at"),
     ],
@@ -235,7 +250,6 @@ def _saved_run(run_dir, config, images, epochs_done, trained_config=None):
 
 
 RESUME_PROBLEMS = {  # case -> (keyword arguments of _saved_run, extra flags, message)
-    "no-checkpoint": ({"epochs_done": None}, [], "no checkpoint in"),
     "networks-differ": (
         {"epochs_done": 1, "trained_config": Config(noise_dim=16)},
         [],
@@ -253,10 +267,68 @@ def test_resume_problems_are_one_line_errors_and_touch_nothing(tmp_path, data_di
     config = Config(epochs=2, batch_size=32, noise_dim=8, data=str(data_dir), run="r")
     run_dir = tmp_path / "logs" / "r"
     _saved_run(run_dir, config, **{"images": images, **saved})
-    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    before = _files(run_dir)
     result = run_cli("--logdir", tmp_path / "logs", "--run", "r", "--resume", *flags)
     assert_usage_error(result, message)
-    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+    assert _files(run_dir) == before
+
+
+def _files(run_dir) -> dict:
+    """path -> content of every file of a run, but the lock file (gan.rundir.RunLock), which
+    a process checking the run may create."""
+    return {
+        p: p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != rundir.LOCK_FILE
+    }
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("null", "expected a JSON object of options, got NoneType"),
+        ("[1, 2]", "expected a JSON object of options, got list"),
+        ('{"epochs": 3}', "options missing from config: batch_size, arch, noise_dim, "),
+    ],
+)
+def test_a_config_json_that_is_not_a_whole_config_is_refused(tmp_path, content, message):
+    run_dir = tmp_path / "logs" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(content)
+    result = run_cli("--logdir", tmp_path / "logs", "--run", "r", "--resume")
+    assert_usage_error(result, f"--resume: cannot use {run_dir / 'config.json'}: {message}")
+    assert [p.name for p in run_dir.iterdir()] == ["config.json"]
+
+
+def test_a_run_resumes_from_any_directory_and_with_its_data_moved(tmp_path, data_dir):
+    """config.json holds absolute paths; --data may name the same images elsewhere."""
+    relative = os.path.relpath(data_dir, PROJECT_ROOT)
+    flags = ["--logdir", os.path.relpath(tmp_path / "logs", PROJECT_ROOT), "--run", "r"]
+    small = ["--noise-dim", 8, "--no-jit", "--epochs", 1]
+    assert run_cli(*flags, "--data", relative, *small).returncode == 0
+    config = json.loads((tmp_path / "logs" / "r" / "config.json").read_text())
+    assert config["data"] == str(data_dir.resolve())
+    assert config["logdir"] == str((tmp_path / "logs").resolve())
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resume = ["--logdir", tmp_path / "logs", "--run", "r", "--resume"]
+    same_data = run_module("gan.train", *resume, "--epochs", 2, "--data", f"{data_dir}/",
+                           cwd=elsewhere)  # fmt: skip
+    assert same_data.returncode == 0, same_data.stderr
+    moved = data_dir.rename(tmp_path / "moved")
+    gone = run_module("gan.train", *resume, "--epochs", 3, cwd=elsewhere)
+    assert_usage_error(gone, f"--data {data_dir}: no such file or directory")
+    other = tmp_path / "other"
+    other.mkdir()
+    write_idx(other / "images-idx3-ubyte", make_images(300, seed=9))
+    refused = run_module("gan.train", *resume, "--epochs", 3, "--data", other, cwd=elsewhere)
+    assert_usage_error(refused, "the training images differ")
+    resumed = run_module("gan.train", *resume, "--epochs", 3, "--data", "../moved", cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "after epoch 2 of 3" in resumed.stdout
+    config = json.loads((tmp_path / "logs" / "r" / "config.json").read_text())
+    assert config["data"] == str(moved.resolve())
 
 
 def test_an_existing_run_directory_is_refused_and_left_alone(tmp_path, data_dir):
