@@ -157,8 +157,7 @@ class Config:
     lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
     g_lr: float | None = _option(
         None,
-        "the generator's learning rate, with --d-lr the two time-scale update rule "
-        "(default: --lr)",
+        "the generator's learning rate, with --d-lr the two time-scale update rule (default: --lr)",
         _positive,
     )
     d_lr: float | None = _option(

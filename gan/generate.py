@@ -101,8 +101,7 @@ class GeneratorSource:
             status.assert_existing_objects_matched()  # every generator variable was restored
         except AssertionError:
             raise ConfigError(
-                f"--checkpoint {self.path}: holds no `{key}` "
-                "(see gan.checkpoints)"
+                f"--checkpoint {self.path}: holds no `{key}` (see gan.checkpoints)"
             ) from None
         except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
             raise ConfigError(

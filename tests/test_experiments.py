@@ -116,3 +116,40 @@ def test_confidence_is_the_mean_entropy_and_the_share_of_sure_predictions():
     entropy = np.log(2) / 3 - (0.995 * np.log(0.995) + 0.005 * np.log(0.005)) / 3
     assert result["mean_entropy"] == pytest.approx(entropy)
     assert result["sure"] == pytest.approx(2 / 3)  # p > 0.99: the first and the last
+
+
+def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_baselines(
+    tmp_path, data_dir, cache_dir
+):
+    from experiments import quality
+    from gan.config import PRESETS
+
+    mnist = quality.EXPERIMENTS[0]
+    techniques = set(PRESETS["best"]) - {"epochs"}
+    assert set(mnist.runs) == {
+        "best",
+        "best-seed1",
+        "best-seed2",
+        "mlp-bn",
+        "textbook",
+        *(f"best-without-{name}" for name in techniques),
+    }
+    assert _quick(mnist, tmp_path, data_dir, cache_dir) == 0
+
+    out = tmp_path / "out"
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for name in ("best", "best-seed2"):
+        assert runs[name]["config"]["preset"] == "best"
+        assert all(
+            runs[name]["config"][k] == v for k, v in PRESETS["best"].items() if k != "epochs"
+        )
+    assert runs["best-seed2"]["config"]["seed"] == 2
+    assert (
+        runs["textbook"]["config"]["preset"] is None and runs["textbook"]["config"]["ema"] is None
+    )
+    seconds = [point["train_seconds"] for point in runs["best"]["curve"]]
+    assert 0 < seconds[0] < seconds[1]  # training wall time after epochs 1 and 2
+    readme = (out / "README.md").read_text()
+    assert "Mean ± standard deviation over seeds" in readme and "| best | 3 |" in readme
+    assert "Made by `python -m experiments.quality --quick" in readme
+    assert (out / "time.png").stat().st_size > 0 and (out / "best-seed1.png").stat().st_size > 0

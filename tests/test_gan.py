@@ -447,9 +447,7 @@ def test_hinge_loss_in_the_step_equals_hand_computed_values():
     assert float(metrics["g_loss"]) != -logit
 
 
-@pytest.mark.parametrize(
-    "schedule, halfway", [("linear", 0.5), ("cosine", 0.5), ("constant", 1.0)]
-)
+@pytest.mark.parametrize("schedule, halfway", [("linear", 0.5), ("cosine", 0.5), ("constant", 1.0)])
 def test_learning_rate_schedules_decay_to_zero_at_the_last_step(schedule, halfway):
     keras.utils.set_random_seed(0)
     config = Config(noise_dim=NOISE_DIM, batch_size=BATCH, epochs=4, lr_schedule=schedule)
