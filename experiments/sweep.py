@@ -96,13 +96,28 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     data_path = Path(args.data or experiment.data)
     try:
         configs = run_configs(experiment, args.quick, data_path, logdir)
+        selected = _selected(args.only, configs)
         limit = next(iter(configs.values())).limit
         images = data.load(experiment.dataset, str(data_path), limit)
-        finished = {name: _finished(config, len(images)) for name, config in configs.items()}
+        finished = {name: _finished(configs[name], len(images)) for name in selected}
         evaluator = _evaluator(experiment, args.quick, data_path, args.cache_dir)
     except (ConfigError, data.DataError) as error:
         print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
         return 2
+    if args.only:  # several processes may train disjoint runs; a last one writes the results
+        for name in selected:
+            if not finished[name]:
+                print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
+                try:
+                    _train(configs[name], logdir / name, images, evaluator)
+                except safety.NonFiniteLoss as error:
+                    print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
+                    return 1
+        print(
+            f"{experiment.name}: {', '.join(selected)} finished; run again without --only to "
+            "write the results"
+        )
+        return 0
 
     results, grids = {}, {}
     for name, config in configs.items():
@@ -123,6 +138,22 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     write_results(out, experiment, results, real, grids, command)
     print((out / "README.md").read_text())
     return 0
+
+
+def _selected(only: str | None, configs: dict) -> list[str]:
+    """The run names --only lists (all runs without it); ConfigError for an unknown name."""
+    from gan.config import ConfigError
+
+    if not only:
+        return list(configs)
+    names = [name.strip() for name in only.split(",")]
+    unknown = [name for name in names if name not in configs]
+    if unknown:
+        raise ConfigError(
+            f"--only: no run {', '.join(unknown)} in this experiment; its runs are "
+            f"{', '.join(configs)}"
+        )
+    return names
 
 
 def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Path) -> dict:
@@ -513,6 +544,12 @@ def _parser(experiment: Experiment) -> argparse.ArgumentParser:
         "--out",
         help=f"results directory (default: experiments/results/{experiment.name}, with "
         f"--quick experiments/results/{experiment.name}-quick)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="RUN,...",
+        help="train only these runs (those not finished yet) and write no results: for "
+        "training disjoint runs in several processes; a last call without --only writes them",
     )
     parser.add_argument(
         "--cache-dir",

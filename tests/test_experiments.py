@@ -124,7 +124,7 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
     from experiments import quality
     from gan.config import PRESETS
 
-    mnist = quality.EXPERIMENTS[0]
+    mnist = quality.EXPERIMENTS["mnist"]
     techniques = set(PRESETS["best"]) - {"epochs"}
     assert set(mnist.runs) == {
         "best",
