@@ -12,10 +12,10 @@ give, since one GAN run says little. The results hold the table, 10x10 sample gr
 scores against epochs and against training wall time.
 """
 
-import argparse
 import sys
 
 from experiments.sweep import SHARED_DATA, Experiment, main
+from gan.cli import Parser
 from gan.config import PRESETS, Config
 
 BEST = PRESETS["best"]
@@ -78,7 +78,7 @@ def parse(argv: list[str]) -> tuple[list[str], list[str]]:
     """(the data sets to run, the arguments for experiments.sweep.main): `--dataset NAME`
     (mnist or fashion; default: both) picks one; `--out` is refused, since each data set has
     its own results directory. Exits with status 2 and one line for a bad value."""
-    parser = argparse.ArgumentParser(prog="python -m experiments.quality", add_help=False)
+    parser = Parser(prog="python -m experiments.quality", add_help=False)
     parser.add_argument("--dataset", choices=tuple(EXPERIMENTS))
     parser.add_argument("--out")
     args, rest = parser.parse_known_args(argv)

@@ -24,9 +24,9 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("classifiers")
 
 
-def _quick(experiment, tmp_path, data_dir, cache_dir) -> int:
+def _quick(experiment, tmp_path, data_dir, cache_dir, *more) -> int:
     argv = ["--quick", "--data", str(data_dir), "--logdir", str(tmp_path / "logs")]
-    argv += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir)]
+    argv += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir), *more]
     return sweep.main(experiment, argv)
 
 
@@ -97,6 +97,24 @@ def test_a_rerun_reuses_finished_runs_and_refuses_runs_with_other_options(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "tiny-quick/a was trained with other options: noise_dim 4 (here 16)" in error
+
+
+def test_only_trains_the_named_runs_and_a_last_call_writes_the_results(
+    tmp_path, data_dir, cache_dir, capsys
+):
+    experiment = sweep.Experiment(
+        name="tiny", title="Tiny", runs={"a": {"noise_dim": 4}, "b": {"noise_dim": 8}}
+    )
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--only", "b") == 0
+    runs = tmp_path / "logs" / "tiny-quick"
+    assert [p.name for p in runs.iterdir()] == ["b"] and not (tmp_path / "out").exists()
+    assert "run again without --only" in capsys.readouterr().out
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--only", "c") == 2
+    assert "--only: no run c in this experiment; its runs are a, b" in capsys.readouterr().err
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+    output = capsys.readouterr().out
+    assert "training a" in output and "training b" not in output
+    assert (tmp_path / "out" / "results.json").exists()
 
 
 def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
