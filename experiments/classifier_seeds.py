@@ -50,6 +50,7 @@ def main(argv=None) -> int:
         evaluator = Evaluator.for_dataset(
             config.dataset,
             args.data or config.data,
+            source=None if args.data else config.source,  # the run's real images, else --data's
             cache_dir=args.cache_dir,
             spec=ClassifierSpec(seed=seed),
         )

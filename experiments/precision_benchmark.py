@@ -1,11 +1,11 @@
 """Training speed of the default step in float32, bfloat16 and float16 (--mixed-precision).
 
-    python experiments/precision_benchmark.py --steps 260 --json experiments/results/precision.json
+    python -m experiments.precision_benchmark --steps 260 --json experiments/results/precision.json
 
 One process, the same images, the default configuration otherwise (steps per call resolved as
 `python -m gan.train` does). Variants are timed in interleaved rounds and each reports its best
-round, as in experiments/benchmark.py, whose timing code this reuses. Results and the machine
-they were measured on: README, Scaling out.
+round, as in experiments/benchmark.py (both time with experiments/timing.py). Results and the
+machine they were measured on: README, Scaling out.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmark import DEFAULT_DATA, _machine, _Ours, time_in_rounds
-
+from experiments.timing import DEFAULT_DATA, CompiledStep, machine, time_in_rounds
 from gan import data
 from gan.config import Config
 
@@ -23,7 +22,9 @@ PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.precision_benchmark", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--steps", type=int, default=260, help="steps timed per variant and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="images to train on")
@@ -33,14 +34,14 @@ def main() -> None:
     images = data.load_path(args.data)
     base = Config().resolved(len(images), has_gpu=False)
     variants = {
-        name: _Ours(images, base.replace(mixed_precision=precision))
+        name: CompiledStep(images, base.replace(mixed_precision=precision))
         for name, precision in PRECISIONS.items()
     }
     rates = time_in_rounds(variants, args.steps, args.rounds)
 
     best = {name: max(r) for name, r in rates.items()}
     results = {
-        "machine": _machine(),
+        "machine": machine(),
         "config": base.to_json(),
         "variants": {
             name: {"steps_per_second": best[name], "rounds": rates[name]} for name in rates

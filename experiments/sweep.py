@@ -88,7 +88,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(experiment).parse_args(argv)
     from gan import data, safety
-    from gan.config import ConfigError
+    from gan.errors import UsageError
 
     suffix = "-quick" if args.quick else ""
     out = Path(args.out or RESULTS / (experiment.name + suffix))
@@ -101,7 +101,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         images = data.load(experiment.dataset, str(data_path), limit)
         finished = {name: _finished(configs[name], len(images)) for name in selected}
         evaluator = _evaluator(experiment, args.quick, data_path, args.cache_dir)
-    except (ConfigError, data.DataError) as error:
+    except UsageError as error:
         print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
         return 2
     if args.only:  # several processes may train disjoint runs; a last one writes the results
@@ -157,7 +157,7 @@ def _selected(only: str | None, configs: dict) -> list[str]:
 
 
 def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Path) -> dict:
-    """run name -> its gan.config.Config (validated: raises ConfigError): the experiment's
+    """run name -> its gan.config.Config (validated: raises UsageError): the experiment's
     options, then the run's, then with `quick` the quick mode's (also over a run's epochs)."""
     from gan.config import Config
 
@@ -176,9 +176,10 @@ def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Pa
 
 
 def _finished(config, image_count: int) -> bool:
-    """Whether the run exists and is finished. Raises ConfigError if it exists but does not
+    """Whether the run exists and is finished. Raises UsageError if it exists but does not
     match `config` or is unfinished: it is never overwritten."""
-    from gan.config import Config, ConfigError
+    from gan.config import Config
+    from gan.errors import UsageError
 
     run_dir = Path(config.logdir) / config.run
     if not run_dir.exists():
@@ -186,7 +187,7 @@ def _finished(config, image_count: int) -> bool:
     try:
         saved = Config.from_json((run_dir / "config.json").read_text())
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{run_dir} is not a finished run ({error}); remove it") from None
+        raise UsageError(f"{run_dir} is not a finished run ({error}); remove it") from None
     expected = config.resolved(image_count, has_gpu=False)
     differing = [
         f"{name} {getattr(saved, name)!r} (here {getattr(expected, name)!r})"
@@ -194,12 +195,12 @@ def _finished(config, image_count: int) -> bool:
         if getattr(saved, name) != getattr(expected, name) and name != "jit"
     ]
     if differing:
-        raise ConfigError(
+        raise UsageError(
             f"{run_dir} was trained with other options: {', '.join(differing)}; remove it or "
             f"pass another --logdir"
         )
     if not ((run_dir / "generator.keras").is_file() and (run_dir / "eval.json").is_file()):
-        raise ConfigError(
+        raise UsageError(
             f"{run_dir} did not finish; continue it with `python -m gan.train --logdir "
             f"{config.logdir} --run {config.run} --resume`, or remove it"
         )

@@ -2,8 +2,8 @@
 
     python -m experiments.tensorboard_screenshot --logdir logs --out docs
 
-Starts the real `tensorboard --logdir LOGDIR` on 127.0.0.1 (gan.tensorboard_server), opens
-each dashboard in headless Chromium driven through chromedriver (selenium), waits until the
+Starts the real `tensorboard --logdir LOGDIR` on 127.0.0.1 (experiments/tensorboard_server.py),
+opens each dashboard in headless Chromium driven through chromedriver (selenium), waits until the
 page has drawn what the runs logged (a line per run in every scalar chart, every sample grid
 loaded, a table row per run), and saves OUT/tensorboard_{scalars,images,hparams}.png.
 TensorBoard's pages are JavaScript apps that fetch their data after loading, so a screenshot
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from gan.tensorboard_server import TensorBoardError, get_json, serve, wait_for
+from experiments.tensorboard_server import TensorBoardError, get_json, serve, wait_for
 
 SCALARS_SHOWN = "d_loss|g_loss|d_real|d_fake"  # a TensorBoard tag filter (a regex)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

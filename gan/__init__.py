@@ -1,10 +1,10 @@
 """An MLP GAN on MNIST for Keras 3: a subclassed `keras.Model` with a compiled `train_step`.
 
 Modules: `config` (options), `data` (images), `models` (networks), `gan` (the training step),
-`callbacks` (everything that watches training), `train` (the CLI), `tensorboard_server` (a real
-TensorBoard server for tests and scripts); evaluation: `generate` (samples from a trained
-generator), `evaluate` (scores against real images), `classifier` (the network the scores use),
-`metrics` (the statistics); `cli` (what the command lines share).
+`callbacks` (everything that watches training), `train` (the CLI); evaluation: `generate`
+(samples from a trained generator), `evaluate` (scores against real images), `classifier` (the
+network the scores use), `metrics` (the statistics); `cli` (what the command lines share),
+`errors` (UsageError, the bad input they report in one line).
 """
 
 import os

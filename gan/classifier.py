@@ -25,8 +25,8 @@ import numpy as np
 import scipy.special
 from keras import layers
 
-from gan.config import ConfigError
 from gan.data import to_float
+from gan.errors import UsageError
 
 NUM_CLASSES = 10
 FEATURES_LAYER = "features"
@@ -119,7 +119,7 @@ def load_or_train(
 ) -> tuple[Classifier, dict]:
     """The classifier trained on these images and labels: from the cache if there, else
     trained now and cached. Returns it and a dict {"path", "cached", "train_seconds",
-    "images", "spec"}. Raises ConfigError if the cache directory cannot be created."""
+    "images", "spec"}. Raises UsageError if the cache directory cannot be created."""
     directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(images, labels, spec)
     path, info_path = directory / f"{key}.keras", directory / f"{key}.json"
@@ -134,7 +134,7 @@ def load_or_train(
     try:  # before training: a cache that cannot be written is an input error, found early
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise ConfigError(
+        raise UsageError(
             f"cannot create the classifier cache {directory} ({error.strerror}); "
             f"choose another with --cache-dir or ${CACHE_ENV}"
         ) from None

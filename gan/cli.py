@@ -1,5 +1,7 @@
 """What the command lines (gan.train, gan.generate, gan.evaluate) share: bad input is one line
-on stderr with exit status 2, also when TensorFlow has started and written its own lines."""
+on stderr with exit status 2, and stderr carries only the project's own lines (TensorFlow's C++
+messages are held back unless the command crashes, or --verbose / GAN_VERBOSE=1 asks for them).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +10,34 @@ import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+
+from gan.data import available_source
+from gan.errors import UsageError
+
+VERBOSE_VARIABLE = "GAN_VERBOSE"
 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):
         # One line, no usage dump: the message already names the flag.
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """--verbose: TensorFlow's messages are not held back (see native_stderr_held_back)."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's own messages on stderr (its C++ start-up lines: oneDNN, "
+        "CUDA, absl), which are otherwise held back and shown only if the command crashes; "
+        f"setting the environment variable {VERBOSE_VARIABLE}=1 does the same",
+    )
+
+
+def verbose(args: argparse.Namespace) -> bool:
+    """Whether --verbose was given or GAN_VERBOSE is set to anything but "" or "0"."""
+    return args.verbose or os.environ.get(VERBOSE_VARIABLE, "0") not in ("", "0")
 
 
 def whole_number(minimum: int):
@@ -31,26 +55,77 @@ def whole_number(minimum: int):
     return parse
 
 
+def data_source(dataset: str, data: str | None, source: str | None, use: str) -> str | None:
+    """The --source to record for a run or an evaluation: None with --data (its files are the
+    images), `source` if given, else gan.data.available_source(dataset). When that is the
+    bundled digits (keras.datasets cannot be had: offline) it says so in one line on stderr,
+    "offline: USE the 10,000 bundled MNIST test digits; ...". Raises UsageError for --source
+    with --data."""
+    if data is not None:
+        if source is not None:
+            raise UsageError(
+                f"--source {source} picks where --dataset's images come from, --data gives "
+                f"other images: drop one of them"
+            )
+        return None
+    if source is not None:
+        return source
+    source = available_source(dataset)
+    if source == "bundled":
+        print(
+            f"offline: {use} the 10,000 bundled MNIST test digits; pass --data for others",
+            file=sys.stderr,
+            flush=True,
+        )
+    return source
+
+
 @contextlib.contextmanager
-def native_stderr_held_back(unless: type[Exception] | tuple[type[Exception], ...]):
-    """Holds back everything written to file descriptor 2 in the block (TensorFlow's C++
-    start-up messages go there, whatever TF_CPP_MIN_LOG_LEVEL says) and writes it out when the
-    block ends, unless the block raised `unless`: that error's one line is then all there is."""
+def native_stderr_held_back(verbose: bool = False) -> Iterator[None]:
+    """Holds back what is written straight to file descriptor 2 in the block: TensorFlow's C++
+    messages (its start-up lines come whatever TF_CPP_MIN_LOG_LEVEL says). Python's sys.stderr
+    (the project's own lines, warnings, tracebacks) still reaches the terminal at once. The
+    held messages are written out when the block ends if it raised anything but a UsageError
+    (a crash they may explain); otherwise they are dropped. verbose: nothing is held back."""
+    if verbose:
+        yield
+        return
     sys.stderr.flush()
     original = os.dup(2)
+    python_stderr = direct = sys.stderr
+    if _writes_to_fd_2(python_stderr):  # else (e.g. pytest's capsys) it bypasses fd 2 anyway
+        sys.stderr = direct = open(  # noqa: SIM115 (closed when the block ends)
+            original,
+            "w",
+            encoding=python_stderr.encoding,
+            errors=python_stderr.errors,
+            buffering=1,
+            closefd=False,
+        )
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
-        show = True
+        show = False
         try:
             yield
-        except unless:
-            show = False
+        except UsageError:
+            raise
+        except Exception:
+            show = True
             raise
         finally:
-            sys.stderr.flush()
+            if direct is not python_stderr:
+                direct.close()
+                sys.stderr = python_stderr
             os.dup2(original, 2)
             os.close(original)
             if show:
                 held.seek(0)
                 sys.stderr.write(held.read().decode(errors="replace"))
                 sys.stderr.flush()
+
+
+def _writes_to_fd_2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # no file descriptor behind it
+        return False

@@ -15,7 +15,10 @@ import math
 import re
 import typing
 
+from gan.errors import UsageError
+
 DATASETS = ("mnist", "fashion_mnist")
+SOURCES = ("keras", "bundled")  # where --dataset's images come from: see gan.data.read_source
 ARCHITECTURES = ("mlp", "mlp-bn", "dcgan")  # keys of gan.models.ARCHITECTURES (no TF import here)
 # The architectures whose hidden layers --g-hidden and --d-hidden set, with their defaults:
 # arch -> (generator's hidden widths, discriminator's hidden widths). dcgan's layers are fixed.
@@ -56,8 +59,8 @@ CHANGEABLE_ON_RESUME = (
 )
 
 
-class ConfigError(ValueError):
-    """An option has a bad value; the message names the flag and says what is expected."""
+# Deprecated name of gan.errors.UsageError, kept while other modules still raise it.
+ConfigError = UsageError
 
 
 def _positive(value):
@@ -215,9 +218,17 @@ class Config:
     )
     dataset: str = _option(
         "mnist",
-        "which images: downloaded through keras.datasets unless --data is given; "
-        "also names the data set for evaluation",
+        "which images: from --source unless --data is given; also names the data set for "
+        "evaluation",
         choices=DATASETS,
+    )
+    source: str | None = _option(
+        None,
+        "where --dataset's images come from: keras (keras.datasets, from its cache or "
+        "downloaded: 70,000 images) or bundled (the official MNIST test set shipped with the "
+        "package: 10,000 digits, mnist only). Default: keras, or bundled for mnist when "
+        "keras.datasets cannot be had (offline; said on stderr). config.json records which",
+        choices=SOURCES,
     )
     data: str | None = _option(
         None,

@@ -1,5 +1,8 @@
 """Training images: read MNIST-style files, scale to [-1, 1], and batch them with tf.data.
 
+Without local files, a data set comes from keras.datasets or, for mnist, from the official
+MNIST test set shipped in gan/mnist/ (`read_source`; the default falls back to it offline).
+
 Readers return uint8 arrays of shape (N, 28, 28), pixel values 0-255. Every problem with the
 input (missing path, corrupt file, wrong shape, no network) raises DataError with a message
 that says what to do. The readers need only NumPy; TensorFlow is imported by the functions
@@ -14,26 +17,56 @@ from pathlib import Path
 
 import numpy as np
 
+from gan.errors import UsageError
+
 IMAGE_SHAPE = (28, 28)
 _IDX_UBYTE = 0x08  # idx type code of unsigned bytes, the only type MNIST files use
+# The official MNIST test set (t10k images and labels, 10,000 digits, 1.6 MB; MNIST is freely
+# redistributable), shipped as package data so that the default run trains offline.
+BUNDLED_MNIST = Path(__file__).with_name("mnist")
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """The images cannot be loaded; the message names the file and what to do."""
 
 
-def load(dataset: str, data: str | None = None, limit: int | None = None) -> np.ndarray:
-    """The training images: from `data` if given, else downloaded through keras.datasets.
-
-    Returns uint8 (N, 28, 28), the first `limit` images if `limit` is set.
+def load(
+    dataset: str, data: str | None = None, limit: int | None = None, source: str | None = None
+) -> np.ndarray:
+    """The training images: from `data` if given, else `dataset` from `source` (see
+    `read_source`). Returns uint8 (N, 28, 28), the first `limit` images if `limit` is set.
     """
-    images = load_path(data) if data is not None else download(dataset)
+    images = load_path(data) if data is not None else read_source(dataset, source)[0]
     return images[:limit] if limit else images
 
 
-def download(dataset: str) -> np.ndarray:
-    """All images (train then test) of a keras.datasets set, uint8 (70000, 28, 28)."""
-    return download_labelled(dataset)[0]
+def available_source(dataset: str) -> str:
+    """Where `dataset` can be had from here: "keras" if keras.datasets gives it (from its cache,
+    or by downloading it), else "bundled" for mnist. Raises DataError for another data set
+    that keras.datasets cannot give."""
+    try:
+        download_labelled(dataset)
+    except DataError:
+        if dataset != "mnist":
+            raise
+        return "bundled"
+    return "keras"
+
+
+def read_source(dataset: str, source: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All images of `dataset` and their labels, uint8 (N, 28, 28) and uint8 (N,), from
+    `source`: "keras" is keras.datasets (train then test, 70,000 images), "bundled" the MNIST
+    test set shipped in gan/mnist/ (10,000 digits, mnist only), None `available_source`'s.
+    Raises DataError if the source cannot give the data set."""
+    source = source or available_source(dataset)
+    if source == "keras":
+        return download_labelled(dataset)
+    if dataset != "mnist":
+        raise DataError(
+            f"--source {source} holds MNIST digits only, not --dataset {dataset}; "
+            f"use --source keras or --data PATH"
+        )
+    return load_path(BUNDLED_MNIST), _labels_for(BUNDLED_MNIST)
 
 
 def download_labelled(dataset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +81,7 @@ def download_labelled(dataset: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(
             f"could not download {dataset} through keras.datasets ({_one_line(error)}); "
             f"pass local files with --data PATH"
+            + (" or use the bundled digits with --source bundled" if dataset == "mnist" else "")
         ) from None
     return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test]).astype(np.uint8)
 
@@ -114,17 +148,17 @@ def read_npz(path: str | Path) -> np.ndarray:
 
 
 def load_labelled(
-    dataset: str, data: str | None = None, limit: int | None = None
+    dataset: str, data: str | None = None, limit: int | None = None, source: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images `load` returns, in the same order, with their class labels:
     uint8 (N, 28, 28) and uint8 (N,).
 
-    Labels come from keras.datasets, from an .npz's y_train/y_test, or from the label file
+    Labels come from `read_source`, from an .npz's y_train/y_test, or from the label file
     beside each idx image file (train-images-idx3-ubyte -> train-labels-idx1-ubyte, .gz or
     raw). Raises DataError when an image file has no label file or the counts differ.
     """
     if data is None:
-        images, labels = download_labelled(dataset)
+        images, labels = read_source(dataset, source)
     else:
         images = load_path(data)  # every check of the images, exactly as for training
         labels = _labels_for(Path(data))

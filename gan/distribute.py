@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from gan.config import ConfigError
+from gan.errors import UsageError
 
 
 def make_strategy(name: str):
@@ -52,10 +52,10 @@ def _replicating_strategy(name: str):
 
 
 def check_batch_split(batch_size: int, replicas: int) -> None:
-    """Raises ConfigError unless every replica gets the same number of images: Keras losses
+    """Raises UsageError unless every replica gets the same number of images: Keras losses
     average over each replica's own batch, so only equal shares add up to the global mean."""
     if batch_size % replicas:
-        raise ConfigError(
+        raise UsageError(
             f"--batch-size {batch_size} does not split evenly over {replicas} replicas; "
             f"use a multiple of {replicas}"
         )
@@ -72,7 +72,7 @@ def is_chief(strategy: str, environ=os.environ) -> bool:
         cluster, task = tf_config["cluster"], tf_config["task"]
         task_type, index = task["type"], int(task["index"])
     except (ValueError, TypeError, KeyError) as error:
-        raise ConfigError(
+        raise UsageError(
             f"TF_CONFIG must be JSON with 'cluster' and 'task' {{'type', 'index'}} "
             f"({type(error).__name__}: {error}); see README, Scaling out"
         ) from None

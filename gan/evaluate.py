@@ -30,9 +30,25 @@ from pathlib import Path
 import numpy as np
 
 from gan import data
-from gan.cli import Parser, native_stderr_held_back, whole_number
-from gan.config import DATASETS, ConfigError
-from gan.generate import GeneratorSource, add_source_arguments, check_output, generate, run_config
+from gan.cli import (
+    Parser,
+    add_verbose_argument,
+    data_source,
+    native_stderr_held_back,
+    verbose,
+    whole_number,
+)
+from gan.config import DATASETS, SOURCES
+from gan.errors import UsageError
+from gan.generate import (
+    GENERATED,
+    GeneratorSource,
+    add_source_arguments,
+    check_output,
+    default_output,
+    generate,
+    run_config,
+)
 
 PROG = "python -m gan.evaluate"
 SPLIT_SEED = 0
@@ -74,12 +90,16 @@ class Evaluator:
         self._real = None
 
     @classmethod
-    def for_dataset(cls, dataset: str, data_path=None, limit=None, **kwargs) -> Evaluator:
-        """The Evaluator of a data set as gan.train loads it (--dataset, --data, --limit)."""
-        evaluator = cls(*data.load_labelled(dataset, data_path, limit), **kwargs)
+    def for_dataset(
+        cls, dataset: str, data_path=None, limit=None, source=None, **kwargs
+    ) -> Evaluator:
+        """The Evaluator of a data set as gan.train loads it (--dataset, --data, --limit,
+        --source)."""
+        evaluator = cls(*data.load_labelled(dataset, data_path, limit, source), **kwargs)
         evaluator.real_data = {
             "dataset": dataset,
             "data": data_path,
+            "source": source,
             "limit": limit,
             **evaluator.real_data,
         }
@@ -216,14 +236,14 @@ def log_scalars(writer, result: dict, step: int) -> None:
 
 def read_records(path: Path) -> list:
     """The records of a JSON list file such as eval.json ([] if it does not exist). Raises
-    ConfigError if it holds anything else, so that appending can never clobber it."""
+    UsageError if it holds anything else, so that appending can never clobber it."""
     path = Path(path)
     try:
         records = json.loads(path.read_text()) if path.exists() else []
     except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a readable JSON file ({error})") from None
+        raise UsageError(f"{path}: not a readable JSON file ({error})") from None
     if not isinstance(records, list):
-        raise ConfigError(f"{path}: not a list of evaluation records; choose another file")
+        raise UsageError(f"{path}: not a list of evaluation records; choose another file")
     return records
 
 
@@ -245,22 +265,32 @@ def append_record(path: Path, record: dict, replaces=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
+    with native_stderr_held_back(verbose(args)):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
-        # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
-        with native_stderr_held_back(unless=(ConfigError, data.DataError)):
-            source, samples = _check_sources(args)
-            json_path = check_output(args.json, ".json", "--json", overwrite=True)
-            grid_path = check_output(args.class_grid, ".png", "--class-grid", args.overwrite)
-            if json_path is None and source is not None and source.run_dir is not None:
-                json_path = source.run_dir / "eval.json"
-            if json_path is not None:
-                read_records(json_path)  # refuse a file that cannot be appended to, up front
-            dataset, data_path = _real_data(args, source)
-            generator = source.load() if source else None
-            evaluator = Evaluator.for_dataset(
-                dataset, data_path, args.limit, cache_dir=args.cache_dir
-            )
-    except (ConfigError, data.DataError) as error:
+        source, samples = _check_sources(args)
+        json_path = check_output(args.json, ".json", "--json", overwrite=True)
+        if json_path is None and source is not None and source.run_dir is not None:
+            json_path = source.run_dir / "eval.json"
+        if json_path is not None:
+            read_records(json_path)  # refuse a file that cannot be appended to, up front
+        grid_path = check_output(
+            args.class_grid,
+            ".png",
+            "--class-grid",
+            args.overwrite,
+            default_output(source, "class-grid", args.seed, ".png"),
+        )
+        dataset, data_path, origin = _real_data(args, source)
+        generator = source.load() if source else None
+        evaluator = Evaluator.for_dataset(
+            dataset, data_path, args.limit, origin, cache_dir=args.cache_dir
+        )
+    except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
@@ -301,29 +331,32 @@ def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None]:
     if args.samples is None:
         return GeneratorSource.resolve(args.run, args.generator, args.checkpoint), None
     if args.run or args.generator or args.checkpoint:
-        raise ConfigError("give --samples or a generator (--run / --generator), not both")
+        raise UsageError("give --samples or a generator (--run / --generator), not both")
     if args.n is not None:
-        raise ConfigError("--n is the number of images to generate; --samples scores them all")
+        raise UsageError("--n is the number of images to generate; --samples scores them all")
     if not Path(args.samples).is_file():
-        raise ConfigError(f"--samples {args.samples}: no such file")
+        raise UsageError(f"--samples {args.samples}: no such file")
     samples = data.load_path(args.samples)
     if len(samples) < 2:
-        raise ConfigError(f"--samples {args.samples}: need at least 2 images")
+        raise UsageError(f"--samples {args.samples}: need at least 2 images")
     return None, samples
 
 
-def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None]:
-    """--dataset and --data of the real images: the flags, else those the run trained on."""
+def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None, str | None]:
+    """--dataset, --data and --source of the real images: the flags, else those the run
+    trained on (the source resolved by gan.cli.data_source)."""
     config = run_config(source.run_dir) if source and source.run_dir else None
     dataset = args.dataset or (config.dataset if config else "mnist")
-    if config is None or args.dataset or args.data:
-        return dataset, args.data
-    if config.data is not None and not Path(config.data).exists():
-        raise ConfigError(
+    if config is None or args.dataset or args.data or args.source:
+        data_path, origin = args.data, args.source
+    elif config.data is not None and not Path(config.data).exists():
+        raise UsageError(
             f"the run was trained on --data {config.data}, which is not there from here; "
             f"pass --data (and --dataset) for the real images"
         )
-    return dataset, config.data
+    else:
+        data_path, origin = config.data, config.source
+    return dataset, data_path, data_source(dataset, data_path, origin, "scoring against")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -349,8 +382,15 @@ def _parser() -> argparse.ArgumentParser:
         "--dataset",
         choices=DATASETS,
         metavar="{" + ",".join(DATASETS) + "}",
-        help="the real data set (default: the run's, else mnist); downloaded through "
-        "keras.datasets unless --data is given",
+        help="the real data set (default: the run's, else mnist); from --source unless --data "
+        "is given",
+    )
+    parser.add_argument(
+        "--source",
+        choices=SOURCES,
+        metavar="{" + ",".join(SOURCES) + "}",
+        help="where --dataset's images come from, as for gan.train (default: the run's, else "
+        "keras, or the bundled MNIST test digits when keras.datasets cannot be had)",
     )
     parser.add_argument(
         "--data",
@@ -366,18 +406,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--class-grid",
+        nargs="?",
+        const=True,
         metavar="FILE.png",
         help="also write a 10-row grid: row k holds the first 10 scored images the classifier "
-        "calls class k (black where fewer), to check the class numbers by eye",
+        "calls class k (black where fewer), to check the class numbers by eye (without FILE, "
+        f"with --run: RUN_DIR/{GENERATED}/class-grid-epochE-seedS.png, numbered -2, -3, ... "
+        "rather than overwrite one)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --class-grid if it exists"
+        "--overwrite", action="store_true", help="replace --class-grid FILE if it exists"
     )
     parser.add_argument(
         "--json",
         metavar="FILE.json",
         help="append the result to this JSON list (default with --run: RUN_DIR/eval.json)",
     )
+    add_verbose_argument(parser)
     return parser
 
 

@@ -4,7 +4,8 @@
 The generator comes from a run directory (its generator.keras, or with --checkpoint one of
 the checkpoints under checkpoints/) or from a bare saved model (--generator path.keras).
 Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed), so a seed always gives the
-same images, and the first k images do not depend on how many are drawn.
+same images, and the first k images do not depend on how many are drawn. Given without a
+file, --out and --png write into RUN_DIR/generated/, numbered rather than overwriting a file.
 
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
 after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
@@ -15,6 +16,7 @@ newest one, `--checkpoint PATH` any checkpoint prefix (PATH.index must exist).
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import sys
 from dataclasses import dataclass
@@ -23,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from gan import checkpoints
-from gan.cli import Parser, native_stderr_held_back, whole_number
-from gan.config import Config, ConfigError
+from gan.cli import Parser, add_verbose_argument, native_stderr_held_back, verbose, whole_number
+from gan.config import Config
+from gan.errors import UsageError
 
 PROG = "python -m gan.generate"
+GENERATED = "generated"  # RUN_DIR/generated/: where output flags given without a file write
 
 
 @dataclass(frozen=True)
@@ -41,27 +45,27 @@ class GeneratorSource:
 
     @classmethod
     def resolve(cls, run=None, generator=None, checkpoint=None) -> GeneratorSource:
-        """Checks that the files exist (raises ConfigError naming the flag) and returns where
+        """Checks that the files exist (raises UsageError naming the flag) and returns where
         the generator will be loaded from. Exactly one of run / generator."""
         if (run is None) == (generator is None):
-            raise ConfigError("give exactly one of --run RUN_DIR and --generator FILE.keras")
+            raise UsageError("give exactly one of --run RUN_DIR and --generator FILE.keras")
         if generator is not None:
             if checkpoint is not None:
-                raise ConfigError("--checkpoint needs --run (checkpoints live in a run directory)")
+                raise UsageError("--checkpoint needs --run (checkpoints live in a run directory)")
             path = Path(generator)
             if not path.is_file() or path.suffix != ".keras":
-                raise ConfigError(f"--generator {path}: not a .keras file")
+                raise UsageError(f"--generator {path}: not a .keras file")
             return cls(path)
         run_dir = Path(run)
         if not (run_dir / "config.json").is_file():
-            raise ConfigError(f"--run {run_dir}: not a run directory (it has no config.json)")
+            raise UsageError(f"--run {run_dir}: not a run directory (it has no config.json)")
         if checkpoint is not None:
             prefix = _checkpoint_prefix(run_dir, checkpoint)
             number = re.search(r"-(\d+)$", prefix.name)
             return cls(prefix, run_dir, True, int(number.group(1)) if number else None)
         path = run_dir / "generator.keras"
         if not path.is_file():
-            raise ConfigError(
+            raise UsageError(
                 f"--run {run_dir}: no generator.keras (training did not finish?); "
                 f"pick a saved epoch with --checkpoint latest"
             )
@@ -71,7 +75,7 @@ class GeneratorSource:
         """The generator as a keras.Model: (B, noise_dim) -> (B, 28, 28, 1) in [-1, 1]."""
         generator = self._restore() if self.checkpoint else self._load_keras_file()
         if len(generator.input_shape) != 2 or np.prod(generator.output_shape[1:]) != 28 * 28:
-            raise ConfigError(
+            raise UsageError(
                 f"{self.path}: not a generator (it maps {generator.input_shape} to "
                 f"{generator.output_shape}, not noise to 28x28 images)"
             )
@@ -83,7 +87,7 @@ class GeneratorSource:
         try:
             return keras.models.load_model(self.path, compile=False)
         except Exception as error:  # keras raises many types for unreadable files
-            raise ConfigError(f"{self.path}: cannot load the model ({_one_line(error)})") from None
+            raise UsageError(f"{self.path}: cannot load the model ({_one_line(error)})") from None
 
     def _restore(self):
         import tensorflow as tf
@@ -100,11 +104,11 @@ class GeneratorSource:
             status = checkpoint.read(str(self.path))
             status.assert_existing_objects_matched()  # every generator variable was restored
         except AssertionError:
-            raise ConfigError(
+            raise UsageError(
                 f"--checkpoint {self.path}: holds no `{key}` (see gan.checkpoints)"
             ) from None
         except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
-            raise ConfigError(
+            raise UsageError(
                 f"--checkpoint {self.path}: cannot restore the generator of --arch {config.arch} "
                 f"--noise-dim {config.noise_dim} from it ({_one_line(error)})"
             ) from None
@@ -131,12 +135,12 @@ def generate(generator, n: int, seed: int = 0, batch_size: int = 1000) -> np.nda
 
 
 def run_config(run_dir: Path) -> Config:
-    """The Config a run was trained with (its config.json). Raises ConfigError if unreadable."""
+    """The Config a run was trained with (its config.json). Raises UsageError if unreadable."""
     path = Path(run_dir) / "config.json"
     try:
         return Config.from_json(path.read_text())
     except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
-        raise ConfigError(f"{path}: not a readable run config ({error})") from None
+        raise UsageError(f"{path}: not a readable run config ({error})") from None
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -161,32 +165,74 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_output(path: str | None, suffix: str, flag: str, overwrite: bool) -> Path | None:
-    """Checks an output file before any work: right suffix, a directory to write it in, and
-    no existing file unless `overwrite`. Raises ConfigError."""
+def default_output(
+    source: GeneratorSource | None, kind: str, seed: int, suffix: str
+) -> Path | None:
+    """RUN_DIR/generated/KIND-epochE-seedS.SUFFIX (without -epochE if the epoch is unknown) for a
+    generator from a run directory; None otherwise."""
+    if source is None or source.run_dir is None:
+        return None
+    epoch = f"-epoch{source.epoch}" if source.epoch else ""
+    return source.run_dir / GENERATED / f"{kind}{epoch}-seed{seed}{suffix}"
+
+
+def check_output(
+    path: str | bool | None, suffix: str, flag: str, overwrite: bool, default: Path | None = None
+) -> Path | None:
+    """The file an output flag writes, checked before any work. path: None (flag not given),
+    True (given without a file: `default`, or the first of DEFAULT-2, DEFAULT-3, ... that does
+    not exist; its directory is created), or the file given: right suffix, a directory to
+    write it in, and no existing file unless `overwrite`. Raises UsageError."""
     if path is None:
         return None
+    if path is True:
+        if default is None:
+            raise UsageError(
+                f"{flag} needs a file name ({flag} FILE{suffix}): only --run has a run "
+                f"directory to write it in"
+            )
+        default.parent.mkdir(exist_ok=True)
+        numbered = (
+            default.with_name(f"{default.stem}-{number}{suffix}") for number in itertools.count(2)
+        )
+        return next(p for p in itertools.chain([default], numbered) if not p.exists())
     path = Path(path)
     if path.suffix != suffix:
-        raise ConfigError(f"{flag} {path}: the file name must end in {suffix}")
+        raise UsageError(f"{flag} {path}: the file name must end in {suffix}")
     if path.exists() and not overwrite:
-        raise ConfigError(f"{flag} {path} already exists; choose another name or --overwrite")
+        raise UsageError(f"{flag} {path} already exists; choose another name or --overwrite")
     if not path.parent.is_dir():
-        raise ConfigError(f"{flag} {path}: no directory {path.parent}")
+        raise UsageError(f"{flag} {path}: no directory {path.parent}")
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
-        with native_stderr_held_back(unless=ConfigError):  # TensorFlow loads in here
-            source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
-            out = check_output(args.out, ".npz", "--out", args.overwrite)
-            png = check_output(args.png, ".png", "--png", args.overwrite)
-            if out is None and png is None:
-                raise ConfigError("nothing to write: give --out FILE.npz and/or --png FILE.png")
-            generator = source.load()
-    except ConfigError as error:
+        source = GeneratorSource.resolve(args.run, args.generator, args.checkpoint)
+        if args.out is None and args.png is None:
+            raise UsageError("nothing to write: give --out [FILE.npz] and/or --png [FILE.png]")
+        out = check_output(
+            args.out,
+            ".npz",
+            "--out",
+            args.overwrite,
+            default_output(source, "samples", args.seed, ".npz"),
+        )
+        png = check_output(
+            args.png,
+            ".png",
+            "--png",
+            args.overwrite,
+            default_output(source, "grid", args.seed, ".png"),
+        )
+        generator = source.load()
+    except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
@@ -214,7 +260,7 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
     if checkpoint == "latest":
         latest = tf.train.latest_checkpoint(str(directory))
         if latest is None:
-            raise ConfigError(f"--checkpoint latest: no checkpoints in {directory}")
+            raise UsageError(f"--checkpoint latest: no checkpoints in {directory}")
         return Path(latest)
     prefix = (
         directory / f"{checkpoints.PREFIX}-{checkpoint}"
@@ -224,7 +270,7 @@ def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
     if not Path(f"{prefix}.index").is_file():
         state = tf.train.get_checkpoint_state(str(directory)) if directory.is_dir() else None
         saved = [Path(p).name for p in state.all_model_checkpoint_paths] if state else []
-        raise ConfigError(
+        raise UsageError(
             f"--checkpoint {checkpoint}: no checkpoint {prefix} "
             f"(saved: {', '.join(saved) or f'none in {directory}'})"
         )
@@ -241,8 +287,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--n", type=whole_number(1), default=10000, help="images to write to --out (default: 10000)"
     )
-    parser.add_argument("--out", metavar="FILE.npz", help="write the images to this .npz file")
-    parser.add_argument("--png", metavar="FILE.png", help="write a ROWS x COLS grid as a PNG")
+    parser.add_argument(
+        "--out",
+        nargs="?",
+        const=True,
+        metavar="FILE.npz",
+        help=f"write the images to this .npz file (without FILE, with --run: RUN_DIR/{GENERATED}/"
+        "samples-epochE-seedS.npz, numbered -2, -3, ... rather than overwrite one)",
+    )
+    parser.add_argument(
+        "--png",
+        nargs="?",
+        const=True,
+        metavar="FILE.png",
+        help=f"write a ROWS x COLS grid as a PNG (without FILE, with --run: RUN_DIR/{GENERATED}/"
+        "grid-epochE-seedS.png, numbered likewise)",
+    )
     parser.add_argument(
         "--rows", type=whole_number(1), default=10, help="grid rows for --png (default: 10)"
     )
@@ -256,8 +316,9 @@ def _parser() -> argparse.ArgumentParser:
         help="--png pixels per image pixel (default: 2; a 10x10 grid is then 604 px square)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out / --png if they exist"
+        "--overwrite", action="store_true", help="replace --out / --png FILE if it exists"
     )
+    add_verbose_argument(parser)
     return parser
 
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from gan.config import ConfigError
+from gan.errors import UsageError
 
 SIGNAL_HOOK_VARIABLE = "GAN_TEST_SIGNAL"
 
@@ -88,13 +88,13 @@ class SignalHook:
 def signal_hook_from_env(environ=os.environ) -> SignalHook | None:
     """The hook GAN_TEST_SIGNAL asks for: SIGNAME@STEP (e.g. SIGKILL@37: after global step 37)
     or SIGNAME@epochN (e.g. SIGKILL@epoch3: at the end of epoch 3, before its checkpoint).
-    None if the variable is unset; ConfigError if it is malformed."""
+    None if the variable is unset; UsageError if it is malformed."""
     value = environ.get(SIGNAL_HOOK_VARIABLE)
     if not value:
         return None
     match = re.fullmatch(r"(SIG[A-Z]+)@(epoch)?([1-9][0-9]*)", value)
     if not match or match[1] not in signal.Signals.__members__:
-        raise ConfigError(
+        raise UsageError(
             f"{SIGNAL_HOOK_VARIABLE}={value!r}: expected SIGNAME@STEP or SIGNAME@epochN "
             f"(e.g. SIGKILL@37); unset it for normal training"
         )

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from gan import checkpoints, data, distribute, safety
-from gan.cli import Parser, native_stderr_held_back
-from gan.config import Config, ConfigError, parse_step_range
+from gan.cli import Parser, add_verbose_argument, data_source, native_stderr_held_back, verbose
+from gan.config import CHANGEABLE_ON_RESUME, Config, ConfigError, flag, parse_step_range
 
 PROG = "python -m gan.train"
 
@@ -79,7 +79,9 @@ class Training:
         distribute.check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
         self.run_dir = run_dir = Path(run_dir)
         self.images = (
-            data.load(config.dataset, config.data, config.limit) if images is None else images
+            data.load(config.dataset, config.data, config.limit, config.source)
+            if images is None
+            else images
         )
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
         self.config = config = config.resolved(len(self.images), has_gpu)
@@ -88,7 +90,9 @@ class Training:
             from gan.evaluate import Evaluator
 
             try:  # may train the classifier; reads only its own random state, never the global
-                self.evaluator = Evaluator.for_dataset(config.dataset, config.data)
+                self.evaluator = Evaluator.for_dataset(
+                    config.dataset, config.data, None, config.source
+                )
             except data.DataError as error:  # e.g. no label files: bad input, nothing written
                 raise ConfigError(f"--eval-every: {error}") from None
         if config.deterministic:
@@ -184,6 +188,11 @@ class Training:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         config = _resolve_config(args)
         run_dir = Path(config.logdir) / config.run
@@ -191,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         if chief:
             _check_run_dir(run_dir, args.resume)
         safety.signal_hook_from_env()
-        images = data.load(config.dataset, config.data, config.limit)
+        source = data_source(config.dataset, config.data, config.source, "training on")
+        config = config.replace(source=source)  # config.json records it: --resume reads the same
+        images = data.load(config.dataset, config.data, config.limit, config.source)
         if len(images) < config.batch_size:
             raise ConfigError(
                 f"only {len(images)} images, fewer than one batch of {config.batch_size}; "
@@ -208,8 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with distribute.output_dir(run_dir, chief) as output:
             try:
-                with native_stderr_held_back(unless=ConfigError):
-                    training = Training(config, output, images, resume=args.resume)
+                training = Training(config, output, images, resume=args.resume)
             except ConfigError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
@@ -248,9 +258,10 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
-        "config.json; flags that differ from the saved options are refused, except --epochs "
-        "(to train longer), --checkpoint-every, --sample-every and --eval-every",
+        "config.json; flags that differ from the saved options are refused, except "
+        + ", ".join(map(flag, CHANGEABLE_ON_RESUME)),
     )
+    add_verbose_argument(parser)
     return parser
 
 

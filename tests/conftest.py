@@ -29,6 +29,18 @@ def run_module(module: str, *args, cwd=PROJECT_ROOT, env=None) -> subprocess.Com
     )
 
 
+def offline_env(directory: Path) -> dict:
+    """Environment variables under which keras.datasets can get nothing, without the network
+    being tried: an empty cache (KERAS_HOME under `directory`) and downloads through a proxy on
+    a closed local port."""
+    proxy = "http://127.0.0.1:9"
+    return {
+        "KERAS_HOME": str(directory / "keras-home"),
+        **{name: proxy for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")},
+        **{name: "" for name in ("no_proxy", "NO_PROXY")},
+    }
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """The idx encoding of a uint8 array: magic (0, 0, 0x08, ndim), big-endian dims, data."""
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

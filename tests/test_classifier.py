@@ -10,7 +10,7 @@ import pytest
 from conftest import make_labelled_images
 
 from gan import classifier
-from gan.config import ConfigError
+from gan.errors import UsageError
 
 QUICK = classifier.ClassifierSpec(epochs=3, batch_size=32)
 
@@ -98,7 +98,7 @@ def test_cache_key_changes_with_images_labels_and_spec(labelled):
 
 def test_an_unwritable_cache_directory_is_a_config_error_before_training(tmp_path, labelled):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="cannot create the classifier cache"):
+    with pytest.raises(UsageError, match="cannot create the classifier cache"):
         classifier.load_or_train(*labelled, QUICK, cache_dir=tmp_path / "file" / "cache")
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from conftest import SHARED_DATA, make_images, write_idx
 
 from gan import data
+from gan.config import ConfigError
+from gan.errors import UsageError
 
 
 @pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
@@ -187,3 +191,49 @@ def test_reads_the_real_mnist_labels():
     images, labels = data.load_labelled("mnist", str(SHARED_DATA / "mnist"))
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist()[:3] == [980, 1135, 1032]  # MNIST test set counts
+
+
+def test_data_errors_are_usage_errors_which_the_command_lines_report_in_one_line():
+    assert issubclass(data.DataError, UsageError)
+    assert ConfigError is UsageError  # the deprecated name, until every module raises UsageError
+
+
+# The official MNIST test set (yann.lecun.com/exdb/mnist), as shipped in gan/mnist/.
+BUNDLED_SHA256 = {
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+
+
+def test_the_bundled_mnist_test_set_is_the_official_one_with_its_labels():
+    files = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in data.BUNDLED_MNIST.iterdir()
+    }
+    assert files == BUNDLED_SHA256
+    images, labels = data.read_source("mnist", "bundled")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,) and labels.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _no_keras_datasets(dataset):
+    raise data.DataError(f"could not download {dataset} through keras.datasets (offline)")
+
+
+def test_without_keras_datasets_mnist_comes_from_the_bundled_digits(monkeypatch):
+    monkeypatch.setattr(data, "download_labelled", _no_keras_datasets)
+    assert data.available_source("mnist") == "bundled"
+    bundled = data.read_source("mnist", "bundled")
+    np.testing.assert_array_equal(data.load("mnist", limit=7), bundled[0][:7])
+    images, labels = data.load_labelled("mnist", limit=7)
+    np.testing.assert_array_equal(labels, bundled[1][:7])
+    with pytest.raises(data.DataError, match="could not download fashion_mnist"):
+        data.available_source("fashion_mnist")
+
+
+def test_an_explicit_source_is_used_or_refused_never_replaced(monkeypatch):
+    monkeypatch.setattr(data, "download_labelled", _no_keras_datasets)
+    with pytest.raises(data.DataError, match="could not download mnist"):
+        data.load("mnist", source="keras")
+    with pytest.raises(data.DataError, match="--source bundled holds MNIST digits only"):
+        data.load("fashion_mnist", source="bundled")

@@ -25,7 +25,8 @@ from conftest import PROJECT_ROOT, make_images, write_idx
 from distributed_runs import BATCH, EPOCHS, IMAGES, METRICS, NOISE_DIM
 
 from gan import data, distribute
-from gan.config import Config, ConfigError
+from gan.config import Config
+from gan.errors import UsageError
 from gan.gan import build_gan
 from gan.optimizers import FusedAdam
 
@@ -347,13 +348,13 @@ def test_help_explains_the_scaling_flags():
     ],
 )
 def test_bad_scaling_options_are_config_errors(changes, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         Config(**changes)
 
 
 def test_a_batch_must_split_evenly_over_the_replicas():
     distribute.check_batch_split(128, 4)
-    with pytest.raises(ConfigError, match="--batch-size 130 does not split evenly over 4"):
+    with pytest.raises(UsageError, match="--batch-size 130 does not split evenly over 4"):
         distribute.check_batch_split(130, 4)
 
 
@@ -380,7 +381,7 @@ def test_the_chief_is_the_chief_task_else_worker_0(strategy, environ, chief):
 
 @pytest.mark.parametrize("tf_config", ["{not json", '{"cluster": {}}', '{"task": 3, "cluster": 1}'])
 def test_a_malformed_tf_config_is_a_config_error(tf_config):
-    with pytest.raises(ConfigError, match="TF_CONFIG must be JSON with 'cluster' and 'task'"):
+    with pytest.raises(UsageError, match="TF_CONFIG must be JSON with 'cluster' and 'task'"):
         distribute.is_chief("multiworker", {"TF_CONFIG": tf_config})
 
 

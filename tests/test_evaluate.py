@@ -158,11 +158,13 @@ def test_cli_scores_a_run_appends_eval_json_and_logs_scalars(tmp_path, labelled_
     run_dir = _run_dir(tmp_path, labelled_dir)
     first = run_cli("--run", run_dir, cache_dir=cache_dir)  # real data: the run's --data
     assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # TensorFlow's start-up lines are held back
     assert "| real (held-out half of the real images) | 150 |" in first.stdout
     assert "generator.keras (epoch 7) | 150 |" in first.stdout
-    second = run_cli("--run", run_dir, "--n", 40, "--seed", 3, cache_dir=cache_dir)
+    second = run_cli("--run", run_dir, "--n", 40, "--seed", 3, "--class-grid", cache_dir=cache_dir)
     assert second.returncode == 0, second.stderr
     assert "loaded from" in second.stdout  # the classifier was cached by the first run
+    assert [p.name for p in (run_dir / "generated").iterdir()] == ["class-grid-epoch7-seed3.png"]
 
     records = json.loads((run_dir / "eval.json").read_text())
     assert [r["generated"]["n"] for r in records] == [150, 40]  # appended, nothing lost
@@ -207,6 +209,8 @@ def test_cli_scores_a_samples_file(tmp_path, labelled_dir, cache_dir):
         (["--samples", "s.npz", "--n", "1"], "must be >= 2"),
         (["--samples", "s.npz", "--dataset", "cifar"], "invalid choice"),
         (["--samples", "s.npz", "--class-grid", "s.npz"], "must end in .png"),
+        (["--samples", "s.npz", "--class-grid"], "--class-grid needs a file name"),
+        (["--samples", "s.npz", "--source", "bundled", "--data", "s.npz"], "drop one of them"),
         (["--samples", "s.npz", "--json", "dict.json"], "not a list of evaluation records"),
     ],
 )
@@ -224,10 +228,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message)
     "module, flags",
     [
         ("gan.evaluate", ["--run", "--generator", "--checkpoint", "--seed", "--samples", "--n"]),
-        ("gan.evaluate", ["--dataset", "--data", "--limit", "--cache-dir", "--json"]),
-        ("gan.evaluate", ["--class-grid", "--overwrite"]),
+        ("gan.evaluate", ["--dataset", "--source", "--data", "--limit", "--cache-dir", "--json"]),
+        ("gan.evaluate", ["--class-grid", "--overwrite", "--verbose"]),
         ("gan.generate", ["--run", "--generator", "--checkpoint", "--seed", "--n", "--out"]),
-        ("gan.generate", ["--png", "--rows", "--cols", "--scale", "--overwrite"]),
+        ("gan.generate", ["--png", "--rows", "--cols", "--scale", "--overwrite", "--verbose"]),
         ("gan.train", ["--eval-every"]),
     ],
 )

@@ -11,7 +11,8 @@ from PIL import Image
 
 from gan import generate
 from gan.checkpoints import Checkpoints, fingerprint
-from gan.config import Config, ConfigError
+from gan.config import Config
+from gan.errors import UsageError
 from gan.gan import build_gan
 from gan.models import build_generator
 from gan.train import train
@@ -112,6 +113,21 @@ def test_outputs_are_never_overwritten_without_overwrite(tmp_path, run_dir):
         assert archive["images"].shape == (3, 28, 28)
 
 
+def test_outputs_without_a_file_go_to_the_run_directory_numbered_and_stderr_stays_quiet(
+    run_dir,
+):
+    for _ in range(2):
+        result = run_cli("--run", run_dir, "--n", 3, "--out", "--png")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # TensorFlow's start-up lines are held back
+    assert sorted(p.name for p in (run_dir / "generated").iterdir()) == [
+        "grid-epoch5-seed0-2.png",
+        "grid-epoch5-seed0.png",
+        "samples-epoch5-seed0-2.npz",
+        "samples-epoch5-seed0.npz",
+    ]
+
+
 def test_checkpoint_by_epoch_and_latest(run_dir):
     trained_more = [_generator(seed) for seed in (7, 8)]
     for epoch, generator in zip((2, 4), trained_more, strict=True):
@@ -166,21 +182,21 @@ def test_checkpoint_cli(tmp_path, run_dir):
 
 
 def test_checkpoint_errors_name_what_exists(run_dir):
-    with pytest.raises(ConfigError, match="no checkpoints in"):
+    with pytest.raises(UsageError, match="no checkpoints in"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
     _save_checkpoint(run_dir, _generator(), 2)
-    with pytest.raises(ConfigError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
+    with pytest.raises(UsageError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="9")
     # A checkpoint without a `generator`, or of other networks, is refused, not half-loaded.
     tf.train.CheckpointManager(
         tf.train.Checkpoint(model=_generator()), run_dir / "checkpoints", max_to_keep=None
     ).save(checkpoint_number=6)
-    with pytest.raises(ConfigError, match="holds no `generator`"):
+    with pytest.raises(UsageError, match="holds no `generator`"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
     config = Config.from_json((run_dir / "config.json").read_text())
     (run_dir / "config.json").write_text(config.replace(noise_dim=8).to_json())
     with pytest.raises(
-        ConfigError, match="cannot restore the generator of --arch mlp --noise-dim 8"
+        UsageError, match="cannot restore the generator of --arch mlp --noise-dim 8"
     ):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
 
@@ -190,7 +206,8 @@ def test_checkpoint_errors_name_what_exists(run_dir):
     [
         ([], "give exactly one of --run RUN_DIR and --generator FILE.keras"),
         (["--run", "RUN", "--generator", "RUN/generator.keras"], "give exactly one of"),
-        (["--run", "RUN"], "nothing to write: give --out FILE.npz and/or --png FILE.png"),
+        (["--run", "RUN"], "nothing to write: give --out [FILE.npz] and/or --png [FILE.png]"),
+        (["--generator", "RUN/generator.keras", "--png"], "--png needs a file name (--png FILE"),
         (["--run", "RUN", "--out", "x.npy"], "--out x.npy: the file name must end in .npz"),
         (["--run", "RUN", "--png", "no/dir/g.png"], "no directory no/dir"),
         (["--run", "nowhere", "--png", "g.png"], "not a run directory"),
@@ -215,14 +232,14 @@ def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
     _save_checkpoint(run_dir, _generator(), 2)
     data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:100])
-    with pytest.raises(ConfigError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
+    with pytest.raises(UsageError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
         generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
     (run_dir / "config.json").write_text("{not json")
-    with pytest.raises(ConfigError, match="not a readable run config"):
+    with pytest.raises(UsageError, match="not a readable run config"):
         generate.GeneratorSource.resolve(run=run_dir)
 
 
 def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
     (run_dir / "generator.keras").unlink()
-    with pytest.raises(ConfigError, match="--checkpoint latest"):
+    with pytest.raises(UsageError, match="--checkpoint latest"):
         generate.GeneratorSource.resolve(run=run_dir)

@@ -24,9 +24,9 @@ import pytest
 from conftest import PROJECT_ROOT, make_images
 from PIL import Image
 
+from experiments.tensorboard_server import get_json, request, serve, wait_for
 from gan.callbacks import GRID_COLS, GRID_ROWS, GRID_SCALE
 from gan.config import Config
-from gan.tensorboard_server import get_json, request, serve, wait_for
 from gan.train import train
 
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}

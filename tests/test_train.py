@@ -15,14 +15,16 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, assert_usage_error, make_images
+from conftest import PROJECT_ROOT, assert_usage_error, make_images, offline_env, run_module
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from test_data import BAD_INPUTS
 
 from gan.callbacks import GRID_ROWS, GRID_SCALE
 from gan.checkpoints import Checkpoints, fingerprint
-from gan.config import Config
+from gan.classifier import CACHE_ENV
+from gan.config import CHANGEABLE_ON_RESUME, Config
+from gan.config import flag as flag_of
 from gan.gan import build_gan
 
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}
@@ -147,6 +149,8 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
             ["--arch", "dcgan", "--g-hidden", "256,512"],
             "--arch dcgan has fixed layers; --g-hidden is for --arch mlp and mlp-bn only",
         ),
+        (["--source", "bundled"], "--source bundled picks where --dataset's images come from"),
+        (["--source", "cloud"], "--source must be one of keras, bundled, got 'cloud'"),
         (["--resume"], "--resume needs --run NAME"),
         (["--resume", "--run", "nothing-here"], "no run to resume at"),
     ],
@@ -265,6 +269,36 @@ def test_an_existing_run_directory_is_refused_and_left_alone(tmp_path, data_dir)
     assert (run_dir / "config.json").read_text() == "precious"
 
 
+OFFLINE_NOTICE = "offline: training on the 10,000 bundled MNIST test digits; pass --data for others"
+
+
+def test_offline_the_default_run_trains_resumes_and_evaluates_on_the_bundled_digits(tmp_path):
+    env = {**offline_env(tmp_path), CACHE_ENV: str(tmp_path / "classifiers")}
+    where = ("--logdir", tmp_path / "logs", "--run", "offline")
+    result = run_cli("--limit", 256, "--epochs", 1, "--noise-dim", 16, *where, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == OFFLINE_NOTICE + "\n"  # and none of TensorFlow's start-up lines
+    assert "Training on 256 images" in result.stdout
+    run_dir = tmp_path / "logs" / "offline"
+    assert json.loads((run_dir / "config.json").read_text())["source"] == "bundled"
+
+    # The recorded source, not a new fallback: the same images, and nothing to say about them.
+    resumed = run_cli("--epochs", 2, "--resume", *where, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr == ""
+    evaluated = run_module("gan.evaluate", "--run", run_dir, "--limit", 400, "--n", 50, env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stderr == ""
+    real_data = json.loads((run_dir / "eval.json").read_text())[-1]["real_data"]
+    assert real_data == {
+        "dataset": "mnist",
+        "data": None,
+        "source": "bundled",
+        "limit": 400,
+        "images": 400,
+    }
+
+
 def test_help_explains_every_flag():
     result = run_cli("--help")
     assert result.returncode == 0
@@ -276,6 +310,7 @@ def test_help_explains_every_flag():
         "--beta1",
         "--dataset",
         "--data",
+        "--source",
         "--limit",
         "--logdir",
         "--run",
@@ -288,5 +323,14 @@ def test_help_explains_every_flag():
         "--checkpoint-every",
         "--deterministic",
         "--resume",
+        "--verbose",
     ]:
         assert flag in result.stdout
+
+
+def test_resume_help_lists_the_options_a_resumed_run_may_change():
+    help_text = " ".join(run_cli("--help").stdout.split())
+    resume_help = help_text[
+        help_text.index("--resume continue") : help_text.index("--verbose also")
+    ]
+    assert resume_help.endswith(", ".join(map(flag_of, CHANGEABLE_ON_RESUME)) + " ")

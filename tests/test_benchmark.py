@@ -1,0 +1,99 @@
+"""The benchmark scripts answer --help without TensorFlow; the benchmark's peers train the same
+networks as ours, and each one's step trains."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import PROJECT_ROOT
+
+from experiments import peers
+from gan.config import Config
+
+# Runs a script's --help in this interpreter, then says whether TensorFlow got imported.
+HELP_THEN_TENSORFLOW_IMPORTED = """
+import runpy, sys
+sys.argv = ["{module}", "--help"]
+try:
+    runpy.run_module("{module}", run_name="__main__")
+except SystemExit:
+    pass
+print("tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("module", ["experiments.benchmark", "experiments.precision_benchmark"])
+def test_help_answers_before_tensorflow_is_imported(module):
+    code = HELP_THEN_TENSORFLOW_IMPORTED.format(module=module)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    assert f"usage: python -m {module}" in done.stdout
+    assert done.stdout.splitlines()[-1] == "False"
+
+
+def test_the_peers_networks_have_the_shapes_of_ours():
+    pytest.importorskip("tensorflow")
+    from experiments.flops import dense_kernels
+    from gan.models import discriminator_for, generator_for
+
+    config = Config().resolved(10_000, has_gpu=False)
+    assert peers.GENERATOR_KERNELS == dense_kernels(generator_for(config))
+    assert peers.DISCRIMINATOR_KERNELS == dense_kernels(discriminator_for(config))
+
+
+def _changed(before, after) -> bool:
+    return all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_the_jax_step_trains_both_networks(images):
+    pytest.importorskip("jax")
+    pytest.importorskip("optax")
+    import jax
+
+    from experiments.peer_jax import JaxStep
+
+    step = JaxStep(images, steps_per_call=2)
+    before = [np.asarray(leaf) for leaf in jax.tree.leaves(step.state[:2])]
+    assert step(4) > 0
+    d_loss, g_loss = (np.asarray(loss) for loss in step.losses)
+    assert d_loss.shape == g_loss.shape == (2,)  # one per step of the last call
+    assert np.isfinite(d_loss).all() and np.isfinite(g_loss).all()
+    g_before, d_before = before[:6], before[6:]  # 3 generator layers, 2 discriminator layers
+    g_after, d_after = ([np.asarray(x) for x in jax.tree.leaves(p)] for p in step.state[:2])
+    assert _changed(g_before, g_after) and _changed(d_before, d_after)
+
+
+def test_the_torch_step_trains_both_networks(images):
+    pytest.importorskip("torch")
+    from experiments.peer_torch import TorchStep
+
+    step = TorchStep(images)
+    networks = step.generator, step.discriminator
+    before = [[p.detach().clone().numpy() for p in n.parameters()] for n in networks]
+    assert step(3) > 0
+    assert all(np.isfinite(loss.item()) for loss in step.losses)
+    after = [[p.detach().numpy() for p in n.parameters()] for n in networks]
+    assert all(_changed(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_end_to_end_times_the_real_command_and_its_start_up(data_dir):
+    from experiments.benchmark import _end_to_end_markdown
+    from experiments.end_to_end import EndToEnd
+
+    run = EndToEnd(data_dir, epochs=1)  # 300 images: 2 steps an epoch
+    assert isinstance(run(), float)  # one round: 1 and 2 epochs (on a busy machine, any rate)
+    summary = run.summary()
+    assert summary["images"] == 300 and summary["epochs"] == [1, 2]
+    assert [len(rounds) for rounds in summary["runs"].values()] == [1, 1]
+    assert summary["peak_rss_mb"] > 100  # TensorFlow alone takes more
+    assert 0 < summary["to_training_line_seconds"] < summary["runs"]["1"][0]["wall_seconds"]
+    assert len(summary["runs"]["2"][0]["epoch_seconds"]) == 2
+    phases = summary["startup_seconds"]
+    assert "import TensorFlow (and Keras)" in phases
+    assert all(seconds >= 0 for seconds in phases.values()), phases
+    table = "\n".join(_end_to_end_markdown({"tiny": summary}, textbook=1.0, default=1.0, batch=128))
+    assert "| 300 images |" in table and "| total | **" in table
