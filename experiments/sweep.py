@@ -21,6 +21,10 @@ nothing is overwritten. The results directory (OUT) is rebuilt from the runs eve
     results.json   every number of the table, class histograms, the evaluations per epoch
     <run>.png      10x10 samples of each run: the first 100 of the images it was scored on
     curves.png     Fréchet distance and classifier score against epoch, one line per run
+    time.png       the same against training wall time (the seconds of the epochs so far,
+                   without evaluations and checkpoints)
+An experiment that repeats a configuration with other seeds (Experiment.repeats) also gets
+a table of each repeated configuration's mean and standard deviation.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ GRID_SIDE, GRID_SCALE = 10, 2  # <run>.png: 10x10 samples, each pixel 2x2
 # The quality target (issue 7): classifier score >= 0.95 of the real images', all 10 classes
 # covered, KL(class histogram || uniform) <= 0.02 nats.
 TARGET_SCORE_RATIO, TARGET_CLASSES, TARGET_KL = 0.95, 10, 0.02
+# The quality target of a repeated configuration (issue 15), on the means over its seeds: the
+# above and a Fréchet distance <= TARGET_FD.
+TARGET_FD = 3.0
 SURE = 0.99  # a sample the classifier is sure of: its most probable class has p > SURE
 
 # Options that say where a run lives or how often it reports, not what it trains.
@@ -57,9 +64,11 @@ NOT_SHOWN = {"jit", "steps_per_call", "profile_steps", "deterministic", "strateg
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """name: results directory and run group; title: the table's heading; runs: run name ->
-    the gan.config.Config options of that run (beside `options`, shared by all runs);
-    dataset / data: the real images, for training (first `train_images` of them, all if None)
-    and for evaluation (all of them)."""
+    the gan.config.Config options of that run (beside `options`, shared by all runs; a
+    --preset among them applies under both); dataset / data: the real images, for training
+    (first `train_images` of them, all if None) and for evaluation (all of them); repeats:
+    name -> the runs that repeat one configuration with other seeds; module: the script,
+    python -m experiments.MODULE (default: name)."""
 
     name: str
     title: str
@@ -68,6 +77,8 @@ class Experiment:
     dataset: str = "mnist"
     data: Path = SHARED_DATA / "mnist"
     train_images: int | None = None
+    repeats: dict = dataclasses.field(default_factory=dict)
+    module: str | None = None
 
 
 def main(experiment: Experiment, argv: list[str] | None = None) -> int:
@@ -85,13 +96,28 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     data_path = Path(args.data or experiment.data)
     try:
         configs = run_configs(experiment, args.quick, data_path, logdir)
+        selected = _selected(args.only, configs)
         limit = next(iter(configs.values())).limit
         images = data.load(experiment.dataset, str(data_path), limit)
-        finished = {name: _finished(config, len(images)) for name, config in configs.items()}
+        finished = {name: _finished(configs[name], len(images)) for name in selected}
         evaluator = _evaluator(experiment, args.quick, data_path, args.cache_dir)
     except UsageError as error:
         print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
         return 2
+    if args.only:  # several processes may train disjoint runs; a last one writes the results
+        for name in selected:
+            if not finished[name]:
+                print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
+                try:
+                    _train(configs[name], logdir / name, images, evaluator)
+                except safety.NonFiniteLoss as error:
+                    print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
+                    return 1
+        print(
+            f"{experiment.name}: {', '.join(selected)} finished; run again without --only to "
+            "write the results"
+        )
+        return 0
 
     results, grids = {}, {}
     for name, config in configs.items():
@@ -108,10 +134,26 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         results[name]["generated"].update(confidence(evaluator, samples))
         grids[name] = samples[: GRID_SIDE * GRID_SIDE]
     real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
-    command = shlex.join(["python", "-m", f"experiments.{experiment.name}", *argv])
+    command = shlex.join([*_prog(experiment).split(), *argv])
     write_results(out, experiment, results, real, grids, command)
     print((out / "README.md").read_text())
     return 0
+
+
+def _selected(only: str | None, configs: dict) -> list[str]:
+    """The run names --only lists (all runs without it); ConfigError for an unknown name."""
+    from gan.config import ConfigError
+
+    if not only:
+        return list(configs)
+    names = [name.strip() for name in only.split(",")]
+    unknown = [name for name in names if name not in configs]
+    if unknown:
+        raise ConfigError(
+            f"--only: no run {', '.join(unknown)} in this experiment; its runs are "
+            f"{', '.join(configs)}"
+        )
+    return names
 
 
 def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Path) -> dict:
@@ -128,7 +170,7 @@ def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Pa
     }
     quick_options = {**QUICK_OPTIONS, "limit": QUICK_IMAGES} if quick else {}
     return {
-        name: Config(**{**common, **options, **quick_options, "run": name})
+        name: Config.from_options(**{**common, **options, **quick_options, "run": name})
         for name, options in experiment.runs.items()
     }
 
@@ -200,6 +242,7 @@ def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
     evaluations = json.loads((run_dir / "eval.json").read_text())
     with open(run_dir / "history.csv", newline="") as file:
         seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
+    trained = [sum(seconds[:epoch]) for epoch in range(len(seconds) + 1)]  # after each epoch
     evaluated = {record["epoch"] for record in evaluations}
     # An epoch's time includes an evaluation when one ran, and the first one compiles the
     # step: the median of the others is the training speed, robust to bursts of other load.
@@ -217,7 +260,12 @@ def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
         "generated": last["generated"],
         "real": last["real"],
         "curve": [
-            {"epoch": r["epoch"], **{k: r["generated"][k] for k in _CURVE}} for r in evaluations
+            {
+                "epoch": r["epoch"],
+                "train_seconds": round(trained[r["epoch"]], 1),
+                **{k: r["generated"][k] for k in _CURVE},
+            }
+            for r in evaluations
         ],
     }
 
@@ -259,7 +307,8 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     for name, images in grids.items():
         save_png(make_grid(images, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
-    _plot_curves(out / "curves.png", results)
+    _plot_curves(out / "curves.png", results, "epoch")
+    _plot_curves(out / "time.png", results, "train_seconds")
     record = {"experiment": experiment.name, "command": command, "real": real, "runs": results}
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "README.md").write_text(format_report(experiment, results, real, command))
@@ -342,12 +391,72 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         "",
         _table(list(results), [grids]),
         "",
-        "Scores during training: ![curves](curves.png)",
+        *_repeats_section(experiment, results, real),
+        "Scores during training, by epoch and by training wall time (the seconds of the "
+        "epochs so far, without evaluations and checkpoints):",
+        "",
+        "![curves](curves.png)",
+        "",
+        "![time](time.png)",
         "",
         f"Made by `{command}`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[str]:
+    """Lines of a table of each repeated configuration's mean ± standard deviation over its
+    seeds (none if the experiment repeats nothing), with the quality target judged on the
+    means: the classifier-score ratio, classes covered (the fewest of any seed), KL and
+    Fréchet distance."""
+    rows = []
+    for name, runs in experiment.repeats.items():
+        generated = [results[run]["generated"] for run in runs if run in results]
+        if len(generated) < 2:
+            continue
+        fd = [g["frechet_distance"] for g in generated]
+        ratio = [g["classifier_score"] / real["classifier_score"] for g in generated]
+        kl = [g["class_kl"] for g in generated]
+        classes = min(g["classes_covered"] for g in generated)
+        met = (
+            statistics.mean(ratio) >= TARGET_SCORE_RATIO
+            and classes >= TARGET_CLASSES
+            and statistics.mean(kl) <= TARGET_KL
+            and statistics.mean(fd) <= TARGET_FD
+        )
+        rows.append(
+            [
+                name,
+                str(len(generated)),
+                _mean_sd(fd, 2),
+                _mean_sd(ratio, 3),
+                str(classes),
+                _mean_sd(kl, 4),
+                "met" if met else "not met",
+            ]
+        )
+    if not rows:
+        return []
+    header = [
+        "configuration",
+        "seeds",
+        "Fréchet distance ↓",
+        "classifier score ÷ real ↑",
+        "fewest classes covered",
+        "KL(classes ‖ uniform) ↓",
+        "quality target (on the means)",
+    ]
+    target = (
+        f"Quality target: classifier score >= {TARGET_SCORE_RATIO} of the real images', "
+        f"{TARGET_CLASSES} classes covered, KL <= {TARGET_KL} and Fréchet distance <= "
+        f"{TARGET_FD}, on the means over the seeds."
+    )
+    return ["Mean ± standard deviation over seeds:", "", _table(header, rows), "", target, ""]
+
+
+def _mean_sd(values: list, digits: int) -> str:
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _table(header: list, rows: list) -> str:
@@ -382,7 +491,9 @@ def _samples(run_dir: Path, count: int):
     return generate(generator, count, seed=0)
 
 
-def _plot_curves(path: Path, results: dict) -> None:
+def _plot_curves(path: Path, results: dict, x: str) -> None:
+    """Fréchet distance and classifier score of every run against `x` ("epoch" or
+    "train_seconds")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -390,11 +501,12 @@ def _plot_curves(path: Path, results: dict) -> None:
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, result in results.items():
-        epochs = [point["epoch"] for point in result["curve"]]
-        left.plot(epochs, [p["frechet_distance"] for p in result["curve"]], "o-", label=name)
-        right.plot(epochs, [p["classifier_score"] for p in result["curve"]], "o-", label=name)
-    left.set(xlabel="epoch", ylabel="Fréchet distance (lower is better)", yscale="log")
-    right.set(xlabel="epoch", ylabel="classifier score (higher is better)")
+        xs = [point[x] for point in result["curve"]]
+        left.plot(xs, [p["frechet_distance"] for p in result["curve"]], "o-", label=name)
+        right.plot(xs, [p["classifier_score"] for p in result["curve"]], "o-", label=name)
+    label = {"epoch": "epoch", "train_seconds": "training wall time (s)"}[x]
+    left.set(xlabel=label, ylabel="Fréchet distance (lower is better)", yscale="log")
+    right.set(xlabel=label, ylabel="classifier score (higher is better)")
     right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=90)
@@ -402,7 +514,7 @@ def _plot_curves(path: Path, results: dict) -> None:
 
 
 def _prog(experiment: Experiment) -> str:
-    return f"python -m experiments.{experiment.name}"
+    return f"python -m experiments.{experiment.module or experiment.name}"
 
 
 def _parser(experiment: Experiment) -> argparse.ArgumentParser:
@@ -433,6 +545,12 @@ def _parser(experiment: Experiment) -> argparse.ArgumentParser:
         "--out",
         help=f"results directory (default: experiments/results/{experiment.name}, with "
         f"--quick experiments/results/{experiment.name}-quick)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="RUN,...",
+        help="train only these runs (those not finished yet) and write no results: for "
+        "training disjoint runs in several processes; a last call without --only writes them",
     )
     parser.add_argument(
         "--cache-dir",

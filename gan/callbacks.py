@@ -90,7 +90,7 @@ class SampleGrids(keras.callbacks.Callback):
         number = epoch + 1
         if number == 1 or number % self.every == 0 or number == self.epochs:
             self.samples_dir.mkdir(exist_ok=True)
-            images = to_uint8(self.model.generator(self.noise, training=False))
+            images = to_uint8(self.model.sampler(self.noise, training=False))
             grid = make_grid(images, GRID_ROWS, GRID_COLS, scale=GRID_SCALE)
             save_png(grid, self.samples_dir / f"epoch_{number:03d}.png")
             with self.writer.as_default():
@@ -178,7 +178,7 @@ class Evaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         if number % self.every == 0 or number == self.epochs:
-            images = generate(self.model.generator, self.evaluator.held_out_count, seed=0)
+            images = generate(self.model.sampler, self.evaluator.held_out_count, seed=0)
             result = self.evaluator.evaluate(images)
             log_scalars(self.writer, result, step=number)
             append_record(
@@ -190,14 +190,18 @@ class Evaluation(keras.callbacks.Callback):
 
 
 class SaveNetworks(keras.callbacks.Callback):
-    """Saves the trained networks as `generator.keras` and `discriminator.keras`."""
+    """Saves the trained networks as `generator.keras` (the network samples come from: with
+    --ema the generator's moving average, and then the trained generator itself as
+    `generator_raw.keras`) and `discriminator.keras`."""
 
     def __init__(self, run_dir: Path):
         super().__init__()
         self.run_dir = Path(run_dir)
 
     def on_train_end(self, logs=None):
-        self.model.generator.save(self.run_dir / "generator.keras")
+        self.model.sampler.save(self.run_dir / "generator.keras")
+        if self.model.ema_generator is not None:
+            self.model.generator.save(self.run_dir / "generator_raw.keras")
         self.model.discriminator.save(self.run_dir / "discriminator.keras")
 
 

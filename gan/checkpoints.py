@@ -5,7 +5,8 @@ LOGDIR/RUN/checkpoints/ckpt-E.{index,data-00000-of-00001} holds the state after 
 (ckpt-0: before the first step), managed by tf.train.CheckpointManager (the newest KEEP stay):
 
 - every variable of both networks: weights and the dropout layers' random-number states;
-- every other variable of the GAN: the state of its noise SeedGenerator;
+- with --ema, every variable of the generator's moving average (`ema_generator`);
+- every other variable of the GAN: the states of its noise (and --augment) SeedGenerators;
 - every variable of both Adam optimizers: step counts, learning rates, first and second moments;
 - E, and a SHA-256 of the training images (a resume on other images is refused).
 
@@ -49,7 +50,8 @@ from gan.rundir import PARTIAL_PREFIX, write_atomically
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
 DIRECTORY = "checkpoints"  # RUN/checkpoints/
 PREFIX = "ckpt"  # ckpt-E: the state after E epochs
-GENERATOR = "generator"  # the key of the generator's variables (gan.generate restores them)
+GENERATOR = "generator"  # the key of the generator's variables
+EMA_GENERATOR = "ema_generator"  # with --ema: the key of the generator's moving average
 
 
 class CheckpointError(ConfigError):
@@ -70,6 +72,8 @@ class Checkpoints:
 
         self.skipped: list[str] = []  # see restore_latest
         networks = {GENERATOR: model.generator, "discriminator": model.discriminator}
+        if model.ema_generator is not None:
+            networks[EMA_GENERATOR] = model.ema_generator
         in_networks = {id(v) for net in networks.values() for v in net.variables}
         # name -> variables, in a fixed order; the checkpoint's keys are name/index.
         self.groups = {
@@ -225,6 +229,12 @@ class Checkpoints:
                 f"({'; '.join(problems[:2])}{more}); the networks are built from the run's "
                 f"config.json and the code, which must be the ones the run was trained with"
             )
+
+
+def sampler_key(config) -> str:
+    """The checkpoint key of the network a run draws samples from (GAN.sampler): the moving
+    average with --ema, else the generator."""
+    return EMA_GENERATOR if config.ema else GENERATOR
 
 
 def fingerprint(images: np.ndarray) -> str:

@@ -26,6 +26,24 @@ ARCHITECTURES = ("mlp", "mlp-bn", "dcgan")  # keys of gan.models.ARCHITECTURES (
 MLP_HIDDEN = {"mlp": ((256, 512), (256,)), "mlp-bn": ((256, 512, 1024), (512, 256))}
 STRATEGIES = ("default", "mirrored", "multiworker")  # see gan.distribute.make_strategy
 MIXED_PRECISIONS = ("float16", "bfloat16")
+LOSSES = ("nonsaturating", "hinge")  # keys of gan.losses.LOSSES
+LR_SCHEDULES = ("constant", "linear", "cosine")
+AUGMENTATIONS = ("translation", "cutout")  # keys of gan.augment.AUGMENTATIONS
+
+# Named, tested combinations of options (--preset NAME). A preset sets these options' values;
+# flags given explicitly override them. "textbook" is the default configuration itself.
+PRESETS = {
+    "textbook": {},
+    # experiments/results/quality: the upgraded MLP, the generator's moving average, shifted
+    # images for D (10,000 images are few), a light R1 penalty, 300 epochs.
+    "best": {
+        "arch": "mlp-bn",
+        "ema": 0.999,
+        "augment": "translation",
+        "r1": 1.0,
+        "epochs": 300,
+    },
+}
 
 
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
@@ -53,6 +71,28 @@ def _positive(value):
 
 def _fraction(value):
     return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def _open_fraction(value):
+    return None if 0 < value < 1 else "must be in (0, 1), e.g. 0.999"
+
+
+def _non_negative(value):
+    return None if value >= 0 and math.isfinite(value) else "must be a number >= 0"
+
+
+def parse_augmentations(text: str) -> tuple[str, ...] | None:
+    """'translation,cutout' -> ('translation', 'cutout'): known names, each once, in the
+    order given; None if `text` is no such list."""
+    names = tuple(text.replace(" ", "").split(","))
+    ok = all(name in AUGMENTATIONS for name in names) and len(set(names)) == len(names)
+    return names if ok else None
+
+
+def _augmentations(value):
+    if parse_augmentations(value) is None:
+        return f"must be one or more of {', '.join(AUGMENTATIONS)}, separated by commas"
+    return None
 
 
 NAME_MAX = 255  # bytes in a file name, on the file systems Linux uses
@@ -141,7 +181,59 @@ class Config:
         _widths,
     )
     lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
+    g_lr: float | None = _option(
+        None,
+        "the generator's learning rate, with --d-lr the two time-scale update rule (default: --lr)",
+        _positive,
+    )
+    d_lr: float | None = _option(
+        None, "the discriminator's learning rate (default: --lr)", _positive
+    )
+    lr_schedule: str = _option(
+        "constant",
+        "learning rates over the run: constant, or decaying to 0 at the last step of the "
+        "last epoch, linearly or along a half cosine",
+        choices=LR_SCHEDULES,
+    )
     beta1: float = _option(0.5, "Adam beta_1 of both optimizers, in [0, 1)", _fraction)
+    loss: str = _option(
+        "nonsaturating",
+        "adversarial loss on the discriminator's logits: nonsaturating (the textbook's binary "
+        "cross-entropy; the generator maximises log D(G(z))) or hinge (D: relu(1 - D(x)) + "
+        "relu(1 + D(G(z))); G: -D(G(z)))",
+        choices=LOSSES,
+    )
+    r1: float = _option(
+        0.0,
+        "weight gamma of the R1 penalty gamma/2 * mean |grad_x D(x)|^2 on the real images, "
+        "added to the discriminator's loss (Mescheder et al. 2018); 0: off",
+        _non_negative,
+    )
+    spectral_norm: bool = _option(
+        False,
+        "wrap every Dense and Conv2D layer of the discriminator in "
+        "keras.layers.SpectralNormalization (one power iteration per training call)",
+    )
+    augment: str | None = _option(
+        None,
+        "DiffAugment (Zhao et al. 2020): augmentations from translation (shift by up to 4 px) "
+        "and cutout (a 14x14 square set to 0), comma-separated, applied alike to real and "
+        "generated images whenever the discriminator sees them, in both updates",
+        _augmentations,
+    )
+    ema: float | None = _option(
+        None,
+        "keep an exponential moving average of the generator's variables with this decay per "
+        "step (e.g. 0.999); sample grids, generator.keras, evaluations and gan.generate then "
+        "use the average (the trained generator is saved as generator_raw.keras)",
+        _open_fraction,
+    )
+    preset: str | None = _option(
+        None,
+        f"a named, tested combination of options: {', '.join(PRESETS)} (gan.config.PRESETS; "
+        "textbook is the default configuration); flags given with it override its values",
+        choices=tuple(PRESETS),
+    )
     dataset: str = _option(
         "mnist",
         "which images: from --source unless --data is given; also names the data set for "
@@ -248,6 +340,11 @@ class Config:
             if problem:
                 raise ConfigError(f"{flag(field.name)} {problem}, got {value!r}")
         widths = [flag(n) for n in ("g_hidden", "d_hidden") if getattr(self, n) is not None]
+        if self.r1 and self.mixed_precision == "float16":
+            raise ConfigError(
+                "--r1 needs the gradient of D's output with respect to its input, which "
+                "--mixed-precision float16's loss scaling does not cover; use bfloat16"
+            )
         if widths and self.arch not in MLP_HIDDEN:
             raise ConfigError(
                 f"--arch {self.arch} has fixed layers; {' and '.join(widths)} "
@@ -283,6 +380,17 @@ class Config:
             data=None if self.data is None else str(Path(self.data).resolve()),
         )
 
+    @classmethod
+    def from_options(cls, **options) -> Config:
+        """The config of the given options over the values of `options["preset"]` (if any)
+        over the defaults; validated."""
+        return cls(**{**PRESETS[options.get("preset") or "textbook"], **options})
+
+    @property
+    def learning_rates(self) -> tuple[float, float]:
+        """(generator's, discriminator's) initial learning rate: --g-lr and --d-lr, else --lr."""
+        return (self.g_lr or self.lr, self.d_lr or self.lr)
+
     def replace(self, **changes) -> Config:
         """A copy with some options changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -296,6 +404,11 @@ class Config:
             for name, value in given.items()
             if name not in CHANGEABLE_ON_RESUME and value != getattr(self, name)
         ]
+        if self.lr_schedule != "constant" and given.get("epochs", self.epochs) != self.epochs:
+            conflicts.append(
+                f"--epochs {given['epochs']} (saved: {self.epochs}; the --lr-schedule "
+                f"{self.lr_schedule} decays to 0 at the saved last epoch)"
+            )
         if conflicts:
             changeable = ", ".join(map(flag, CHANGEABLE_ON_RESUME))
             raise ConfigError(

@@ -14,6 +14,9 @@ import keras
 import tensorflow as tf
 
 from gan import distribute
+from gan.augment import diff_augment
+from gan.config import parse_augmentations
+from gan.losses import LOSSES, NonSaturating
 from gan.models import discriminator_for, generator_for
 from gan.optimizers import FusedAdam
 
@@ -25,6 +28,18 @@ class GAN(keras.Model):
     discriminator: images -> logits float32 (B, 1); > 0 means "real".
     Noise z ~ N(0, I) is drawn inside the compiled step from a SeedGenerator seeded by `seed`.
 
+    Options of the step, each off by default (the textbook's step):
+    augment: names of gan.augment's DiffAugment transformations, applied to every image batch
+        the discriminator sees, real or fake, in both updates (own SeedGenerator, seed + 1).
+    r1: weight gamma of the R1 penalty gamma/2 * mean_x |grad_x D(x)|^2 on the real batch (as D
+        sees it, augmented), added to the discriminator's loss; 0: none.
+    ema: decay of `ema_generator`, an exponential moving average of every variable of the
+        generator -- weights and BatchNorm moving statistics alike -- updated after each
+        generator update: ema = decay * ema + (1 - decay) * generator. It never feeds back
+        into training. None: no average.
+    `sampler` is the network to draw samples from: the average if there is one, else the
+    generator.
+
     Under a tf.distribute strategy (build the GAN inside its scope), a step on N replicas
     equals a step on one device on the same global batch, as in Keras' own train_step:
     a Keras loss divides each replica's mean over its share of the batch by N
@@ -33,12 +48,28 @@ class GAN(keras.Model):
     gradient. The noise is the global batch's noise, each replica using its own rows.
     """
 
-    def __init__(self, generator, discriminator, noise_dim: int, seed: int | None = None, **kw):
+    def __init__(
+        self,
+        generator,
+        discriminator,
+        noise_dim: int,
+        seed: int | None = None,
+        augment: tuple[str, ...] = (),
+        r1: float = 0.0,
+        ema: float | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self.generator = generator
         self.discriminator = discriminator
         self.noise_dim = noise_dim
         self.noise_seed = keras.random.SeedGenerator(seed)
+        self.augmentations = tuple(augment)
+        if self.augmentations:  # created only when used: the textbook's variables stay as they were
+            self.augment_seed = keras.random.SeedGenerator(None if seed is None else seed + 1)
+        self.r1 = r1
+        self.ema = ema
+        self.ema_generator = _copy(generator) if ema else None
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
@@ -47,16 +78,17 @@ class GAN(keras.Model):
         # under a tf.distribute strategy from trying to build it by a symbolic call.
         self.built = True
 
-    def compile(self, d_optimizer, g_optimizer, loss_fn, **kwargs):
-        """loss_fn(labels, logits) -> scalar, a keras.losses.Loss averaging over the batch
-        (e.g. BinaryCrossentropy(from_logits=True)): under a strategy with N replicas it must
-        return the replica's mean / N, as Keras losses do. Optimizers may be
+    def compile(self, d_optimizer, g_optimizer, loss_fn=None, **kwargs):
+        """loss_fn: an adversarial loss of gan.losses (default: NonSaturating, the textbook's
+        binary cross-entropy), whose `discriminator(real_logits, fake_logits)` and
+        `generator(fake_logits)` average over the batch: under a strategy with N replicas they
+        must return the replica's mean / N, as Keras losses do. Optimizers may be
         keras.optimizers.LossScaleOptimizer (float16). Other keyword arguments (jit_compile,
         steps_per_execution) go to keras.Model.compile."""
         super().compile(**kwargs)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
-        self.loss_fn = loss_fn
+        self.loss_fn = loss_fn or NonSaturating()
         # Create Adam's slot variables now: if the compiled step created them on its first
         # call, tf.function would have to trace that step a second time.
         d_optimizer.build(self.discriminator.trainable_variables)
@@ -66,6 +98,12 @@ class GAN(keras.Model):
     def metrics(self):
         # Listed here so Keras resets them at the start of every epoch.
         return [self.d_loss_tracker, self.g_loss_tracker, self.d_real_tracker, self.d_fake_tracker]
+
+    @property
+    def sampler(self):
+        """The network to draw samples from: the generator's moving average with --ema, else
+        the generator."""
+        return self.ema_generator or self.generator
 
     def sample_noise(self, batch_size):
         """float32 (batch_size, noise_dim) from N(0, I); advances the noise seed."""
@@ -84,6 +122,8 @@ class GAN(keras.Model):
             fake_images = self.generator(noise, training=True)
         d_loss, real_logits, fake_logits = self.train_discriminator(real_images, fake_images)
         g_loss = self._update_generator(g_tape, fake_images)
+        if self.ema_generator is not None:
+            self._update_average()
 
         self.d_loss_tracker.update_state(_replica_mean(d_loss))
         self.g_loss_tracker.update_state(_replica_mean(g_loss))
@@ -114,19 +154,23 @@ class GAN(keras.Model):
     def train_discriminator(self, real_images, fake_images):
         """Updates only the discriminator: real -> label 1, fake -> label 0.
 
-        d_loss is the mean of the two losses, as in the textbook. Real and fake images go
+        d_loss is the mean of the two losses, as in the textbook (plus the R1 penalty, if on).
+        Real and fake images go
         through D as separate batches, so a BatchNorm layer in D (none of gan.models has one)
         would never mix their statistics, and its moving statistics would move once for each.
         Returns (d_loss, real_logits, fake_logits); the logits are the ones the update was
         computed from.
         """
         with self._tape_on(self.discriminator) as tape:
-            real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(fake_images, training=True)
-            d_loss = 0.5 * (
-                self.loss_fn(tf.ones_like(real_logits), real_logits)
-                + self.loss_fn(tf.zeros_like(fake_logits), fake_logits)
-            )
+            real_images = self._augment(real_images)
+            if self.r1:
+                real_logits, penalty = self._r1_penalty(real_images)
+            else:
+                real_logits = self.discriminator(real_images, training=True)
+            fake_logits = self.discriminator(self._augment(fake_images), training=True)
+            d_loss = self.loss_fn.discriminator(real_logits, fake_logits)
+            if self.r1:
+                d_loss += penalty
         self._apply(tape, d_loss, self.discriminator, self.d_optimizer)
         return d_loss, real_logits, fake_logits
 
@@ -141,11 +185,39 @@ class GAN(keras.Model):
         # Re-entering the tape that recorded fake_images = G(z) extends it through D, so the
         # gradient reaches the generator's weights without running G again.
         with tape:
-            fake_logits = _call_keeping_statistics(self.discriminator, fake_images)
-            # Non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z))).
-            g_loss = self.loss_fn(tf.ones_like(fake_logits), fake_logits)
+            fake_logits = _call_keeping_statistics(self.discriminator, self._augment(fake_images))
+            g_loss = self.loss_fn.generator(fake_logits)
         self._apply(tape, g_loss, self.generator, self.g_optimizer)
         return g_loss
+
+    def _augment(self, images):
+        if not self.augmentations:
+            return images
+        return diff_augment(images, self.augmentations, self.augment_seed)
+
+    def _r1_penalty(self, real_images):
+        """(D's logits of the real batch, r1 / 2 * mean over the batch of |grad_x D(x)|^2).
+        The inner tape watches the real batch only; the outer tape (D's update) differentiates
+        the penalty again, with respect to D's weights. Under N replicas the penalty is
+        divided by N, as Keras losses are, so the update follows the global batch's mean."""
+        real_images = tf.convert_to_tensor(real_images)
+        with tf.GradientTape() as input_tape:
+            input_tape.watch(real_images)
+            real_logits = self.discriminator(real_images, training=True)
+            # Each logit depends on its own image only: the gradient of their sum is, row by
+            # row, each logit's gradient with respect to its image.
+            logit_sum = tf.reduce_sum(real_logits)
+        gradients = input_tape.gradient(logit_sum, real_images)
+        squared_norms = tf.reduce_sum(tf.square(gradients), axis=[1, 2, 3])
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return real_logits, self.r1 / 2 * tf.reduce_mean(squared_norms) / replicas
+
+    def _update_average(self):
+        """ema_generator = ema * ema_generator + (1 - ema) * generator, variable by variable."""
+        for average, variable in zip(
+            self.ema_generator.variables, self.generator.variables, strict=True
+        ):
+            average.assign(self.ema * average + (1 - self.ema) * variable)
 
     @staticmethod
     @contextlib.contextmanager
@@ -193,35 +265,66 @@ def _call_keeping_statistics(model, inputs):
     return outputs
 
 
-def build_gan(config, adam=FusedAdam) -> GAN:
+def build_gan(config, adam=FusedAdam, steps_per_epoch: int | None = None) -> GAN:
     """The compiled GAN a resolved gan.config.Config describes (see Config.resolved): its
     networks, two separate Adam optimizers (the textbook shares one; ours use TensorFlow's fused
     Adam kernel, gan.optimizers.FusedAdam; `adam` picks another class, e.g.
-    keras.optimizers.Adam to compare), binary cross-entropy on
-    logits, XLA if config.jit, config.steps_per_call steps per compiled call, and
-    config.mixed_precision. Call it inside a tf.distribute strategy's scope to train under
-    that strategy."""
+    keras.optimizers.Adam to compare) with config.learning_rates and config.lr_schedule, the
+    adversarial loss config.loss on logits, the step's options (--augment, --r1, --ema), XLA if
+    config.jit, config.steps_per_call steps per compiled call, and config.mixed_precision.
+    steps_per_epoch: needed by a decaying --lr-schedule, which reaches 0 after config.epochs
+    epochs. Call it inside a tf.distribute strategy's scope to train under that strategy."""
     with _precision_policy(config.mixed_precision):
         generator = generator_for(config)
         discriminator = discriminator_for(config)
-    model = GAN(generator, discriminator, noise_dim=config.noise_dim, seed=config.seed)
+    model = GAN(
+        generator,
+        discriminator,
+        noise_dim=config.noise_dim,
+        seed=config.seed,
+        augment=parse_augmentations(config.augment) if config.augment else (),
+        r1=config.r1,
+        ema=config.ema,
+    )
+    g_lr, d_lr = config.learning_rates
     model.compile(
-        d_optimizer=_optimizer(config, adam),
-        g_optimizer=_optimizer(config, adam),
-        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+        d_optimizer=_optimizer(config, adam, d_lr, steps_per_epoch),
+        g_optimizer=_optimizer(config, adam, g_lr, steps_per_epoch),
+        loss_fn=LOSSES[config.loss](),
         jit_compile=bool(config.jit),
         steps_per_execution=config.steps_per_call,
     )
     return model
 
 
-def _optimizer(config, adam_class):
-    adam = adam_class(config.lr, beta_1=config.beta1)
+def _optimizer(config, adam_class, learning_rate, steps_per_epoch):
+    adam = adam_class(_schedule(config, learning_rate, steps_per_epoch), beta_1=config.beta1)
     # float16 overflows past 65504 and flushes below 6e-8: it needs dynamic loss scaling.
     # bfloat16 has float32's range and does not.
     return (
         keras.optimizers.LossScaleOptimizer(adam) if config.mixed_precision == "float16" else adam
     )
+
+
+def _schedule(config, learning_rate: float, steps_per_epoch: int | None):
+    """The learning rate of --lr-schedule: a float for constant, else a
+    keras.optimizers.schedules object of the optimizer's step count (which checkpoints keep,
+    so a resumed run continues the schedule), reaching 0 after config.epochs epochs."""
+    if config.lr_schedule == "constant":
+        return learning_rate
+    if steps_per_epoch is None:
+        raise ValueError(f"--lr-schedule {config.lr_schedule} needs the steps per epoch")
+    steps = config.epochs * steps_per_epoch
+    if config.lr_schedule == "linear":
+        return keras.optimizers.schedules.PolynomialDecay(learning_rate, steps, 0.0, power=1.0)
+    return keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.0)
+
+
+def _copy(model):
+    """A network of the same architecture holding a copy of `model`'s variables."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 @contextlib.contextmanager

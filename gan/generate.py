@@ -111,15 +111,16 @@ class GeneratorSource:
 
         config = run_config(self.run_dir)
         generator = generator_for(config)
-        # gan.checkpoints stores each network as the list of its variables, in order.
-        checkpoint = tf.train.Checkpoint(**{checkpoints.GENERATOR: list(generator.variables)})
+        # gan.checkpoints stores each network as the list of its variables, in order; with
+        # --ema the samples come from the generator's moving average.
+        key = checkpoints.sampler_key(config)
+        checkpoint = tf.train.Checkpoint(**{key: list(generator.variables)})
         try:
             status = checkpoint.read(str(self.path))
             status.assert_existing_objects_matched()  # every generator variable was restored
         except AssertionError:
             raise UsageError(
-                f"--checkpoint {self.path}: holds no `{checkpoints.GENERATOR}` "
-                "(see gan.checkpoints)"
+                f"--checkpoint {self.path}: holds no `{key}` (see gan.checkpoints)"
             ) from None
         except Exception as error:  # damaged files, or networks of another --arch/--noise-dim
             raise UsageError(

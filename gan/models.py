@@ -160,8 +160,24 @@ def generator_for(config) -> keras.Model:
 
 
 def discriminator_for(config) -> keras.Model:
-    """The discriminator a gan.config.Config describes: --arch, --d-hidden."""
-    return build_discriminator(config.arch, _widths(config.d_hidden))
+    """The discriminator a gan.config.Config describes: --arch, --d-hidden, --spectral-norm."""
+    discriminator = build_discriminator(config.arch, _widths(config.d_hidden))
+    return spectrally_normalised(discriminator) if config.spectral_norm else discriminator
+
+
+def spectrally_normalised(model: keras.Sequential) -> keras.Sequential:
+    """A new network like `model` (freshly initialised) whose Dense and Conv2D layers are
+    wrapped in keras.layers.SpectralNormalization: each training call does one power
+    iteration and divides the kernel by its largest singular value, so each layer is about
+    1-Lipschitz. The wrapper keeps the layer's dtype policy (float32 logits stay float32)."""
+
+    def clone(layer):
+        fresh = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, (layers.Dense, layers.Conv2D)):
+            return layers.SpectralNormalization(fresh, dtype=layer.dtype_policy)
+        return fresh
+
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 def _widths(text: str | None) -> tuple[int, ...] | None:

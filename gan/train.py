@@ -104,7 +104,10 @@ class Training:
         keras.utils.set_random_seed(config.seed)  # weights, dropout; noise, shuffling: below
         with strategy.scope():
             # Keras turns XLA off under op determinism (with a warning): say so up front.
-            self.model = build_gan(config.replace(jit=False) if config.deterministic else config)
+            self.model = build_gan(
+                config.replace(jit=False) if config.deterministic else config,
+                steps_per_epoch=len(self.images) // config.batch_size,
+            )
         self.checkpoints = checkpoints.Checkpoints(
             self.model, run_dir / checkpoints.DIRECTORY, checkpoints.fingerprint(self.images)
         )
@@ -303,7 +306,8 @@ def _resolve_config(args: argparse.Namespace) -> Config:
     """The options of a new run (flags over defaults), or of the resumed run LOGDIR/RUN (its
     config.json, with the flags that may change on resume)."""
     given = Config.given_options(args)
-    config = Config(**given).absolute()  # validates every given flag
+    # validates every given flag, applies --preset
+    config = Config.from_options(**given).absolute()
     if not args.resume:
         return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
     if config.run is None:

@@ -177,6 +177,9 @@ def mirrored(out: Path) -> dict:
         "mirrored_float16": fit_without_dropout(
             mirrored, steps_per_call=2, mixed_precision="float16"
         ),
+        # --ema over mlp-bn: the average of weights and of synchronized BatchNorm statistics
+        "single_ema": fit_without_dropout(single, steps_per_call=1, arch="mlp-bn", ema=0.9),
+        "mirrored_ema": fit_without_dropout(mirrored, steps_per_call=2, arch="mlp-bn", ema=0.9),
     }
     for name, (model, first) in runs.items():
         results.update({f"{name}/{k}": v for k, v in variables(model).items()})

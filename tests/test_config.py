@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gan.config import Config, ConfigError, parse_step_range, parse_widths
+from gan.config import PRESETS, Config, ConfigError, parse_step_range, parse_widths
 
 
 def test_defaults_are_the_textbook_settings():
@@ -106,6 +106,17 @@ def test_unknown_keys_in_json_are_rejected():
         ({"d_hidden": "wide"}, "--d-hidden must be layer widths"),
         ({"d_hidden": 512}, "--d-hidden must be a string"),
         ({"arch": "dcgan", "d_hidden": "256"}, "dcgan has fixed layers; --d-hidden is for"),
+        ({"g_lr": 0.0}, "--g-lr must be a number > 0"),
+        ({"d_lr": -1e-4}, "--d-lr"),
+        ({"lr_schedule": "step"}, "--lr-schedule must be one of constant, linear, cosine"),
+        ({"loss": "wasserstein"}, "--loss must be one of nonsaturating, hinge"),
+        ({"r1": -1.0}, "--r1 must be a number >= 0"),
+        ({"ema": 1.0}, r"--ema must be in \(0, 1\)"),
+        ({"ema": 0.0}, "--ema"),
+        ({"augment": "translation,flip"}, "--augment must be one or more of translation, cutout"),
+        ({"augment": "cutout,cutout"}, "--augment"),
+        ({"preset": "fancy"}, "--preset must be one of textbook, best"),
+        ({"r1": 1.0, "mixed_precision": "float16"}, "--r1 needs the gradient"),
         (
             {"arch": "dcgan", "g_hidden": "256", "d_hidden": "64"},
             "--arch dcgan has fixed layers; --g-hidden and --d-hidden are for --arch mlp and "
@@ -161,3 +172,42 @@ def test_a_resumed_run_may_change_only_its_length_output_cadence_and_location():
         ConfigError, match=r"--lr 0.1 \(saved: 0.001\), --jit False \(saved: True\)"
     ):
         saved.resumed_with({"epochs": 9, "lr": 0.1, "jit": False})
+
+
+def test_every_training_option_is_off_in_the_textbook_default():
+    config = Config()
+    assert config.learning_rates == (2e-4, 2e-4) and config.lr_schedule == "constant"
+    assert config.loss == "nonsaturating" and config.r1 == 0 and not config.spectral_norm
+    assert config.augment is None and config.ema is None and config.preset is None
+    assert PRESETS["textbook"] == {}
+    assert Config.from_options(preset="textbook") == Config(preset="textbook")
+
+
+def test_a_preset_sets_its_options_and_given_flags_override_them():
+    best = Config.from_options(preset="best")
+    assert best.preset == "best"
+    assert all(getattr(best, name) == value for name, value in PRESETS["best"].items())
+    assert Config.from_options().preset is None and Config.from_options() == Config()
+    overridden = Config.from_options(preset="best", arch="mlp", epochs=7)
+    assert (overridden.arch, overridden.epochs) == ("mlp", 7)
+    assert Config.from_json(best.to_json()) == best  # config.json records the resolved options
+
+
+def test_every_preset_is_a_valid_configuration_of_known_options():
+    for name, options in PRESETS.items():
+        Config.from_options(preset=name)  # validates
+        assert set(options) <= set(Config.__dataclass_fields__) - {"preset"}
+
+
+def test_separate_learning_rates_default_to_lr():
+    assert Config(lr=1e-3).learning_rates == (1e-3, 1e-3)
+    assert Config(lr=1e-3, d_lr=4e-3).learning_rates == (1e-3, 4e-3)
+    assert Config(g_lr=1e-4, d_lr=4e-4).learning_rates == (1e-4, 4e-4)
+
+
+def test_a_decaying_schedule_keeps_its_last_epoch_on_resume():
+    saved = Config(epochs=10, lr_schedule="linear")
+    assert saved.resumed_with({"epochs": 10, "eval_every": 2}).eval_every == 2
+    with pytest.raises(ConfigError, match="--lr-schedule linear decays to 0 at the saved"):
+        saved.resumed_with({"epochs": 20})
+    assert Config(epochs=10).resumed_with({"epochs": 20}).epochs == 20  # constant: may grow

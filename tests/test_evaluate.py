@@ -311,7 +311,7 @@ def test_a_resumed_run_replaces_the_training_records_of_the_epochs_it_trains_aga
         evaluate.append_record(path, {"samples": record[0], "epoch": record[1]})
     # The run was killed after epoch 3 but checkpointed after epoch 1: it trains 2 again.
     callback = Evaluation(evaluator, tmp_path, tf.summary.create_noop_writer(), 1, 5)
-    callback.set_model(types.SimpleNamespace(generator=build_generator("mlp", 8)))
+    callback.set_model(types.SimpleNamespace(sampler=build_generator("mlp", 8)))
     callback.on_epoch_end(1)
     records = json.loads(path.read_text())
     assert [(r["samples"], r["epoch"]) for r in records] == [

@@ -24,9 +24,9 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("classifiers")
 
 
-def _quick(experiment, tmp_path, data_dir, cache_dir) -> int:
+def _quick(experiment, tmp_path, data_dir, cache_dir, *more) -> int:
     argv = ["--quick", "--data", str(data_dir), "--logdir", str(tmp_path / "logs")]
-    argv += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir)]
+    argv += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir), *more]
     return sweep.main(experiment, argv)
 
 
@@ -99,6 +99,24 @@ def test_a_rerun_reuses_finished_runs_and_refuses_runs_with_other_options(
     assert "tiny-quick/a was trained with other options: noise_dim 4 (here 16)" in error
 
 
+def test_only_trains_the_named_runs_and_a_last_call_writes_the_results(
+    tmp_path, data_dir, cache_dir, capsys
+):
+    experiment = sweep.Experiment(
+        name="tiny", title="Tiny", runs={"a": {"noise_dim": 4}, "b": {"noise_dim": 8}}
+    )
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--only", "b") == 0
+    runs = tmp_path / "logs" / "tiny-quick"
+    assert [p.name for p in runs.iterdir()] == ["b"] and not (tmp_path / "out").exists()
+    assert "run again without --only" in capsys.readouterr().out
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--only", "c") == 2
+    assert "--only: no run c in this experiment; its runs are a, b" in capsys.readouterr().err
+    assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
+    output = capsys.readouterr().out
+    assert "training a" in output and "training b" not in output
+    assert (tmp_path / "out" / "results.json").exists()
+
+
 def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
     tmp_path, data_dir, cache_dir, capsys
 ):
@@ -116,3 +134,40 @@ def test_confidence_is_the_mean_entropy_and_the_share_of_sure_predictions():
     entropy = np.log(2) / 3 - (0.995 * np.log(0.995) + 0.005 * np.log(0.005)) / 3
     assert result["mean_entropy"] == pytest.approx(entropy)
     assert result["sure"] == pytest.approx(2 / 3)  # p > 0.99: the first and the last
+
+
+def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_baselines(
+    tmp_path, data_dir, cache_dir
+):
+    from experiments import quality
+    from gan.config import PRESETS
+
+    mnist = quality.EXPERIMENTS["mnist"]
+    techniques = set(PRESETS["best"]) - {"epochs"}
+    assert set(mnist.runs) == {
+        "best",
+        "best-seed1",
+        "best-seed2",
+        "mlp-bn",
+        "textbook",
+        *(f"best-without-{name}" for name in techniques),
+    }
+    assert _quick(mnist, tmp_path, data_dir, cache_dir) == 0
+
+    out = tmp_path / "out"
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for name in ("best", "best-seed2"):
+        assert runs[name]["config"]["preset"] == "best"
+        assert all(
+            runs[name]["config"][k] == v for k, v in PRESETS["best"].items() if k != "epochs"
+        )
+    assert runs["best-seed2"]["config"]["seed"] == 2
+    assert (
+        runs["textbook"]["config"]["preset"] is None and runs["textbook"]["config"]["ema"] is None
+    )
+    seconds = [point["train_seconds"] for point in runs["best"]["curve"]]
+    assert 0 < seconds[0] < seconds[1]  # training wall time after epochs 1 and 2
+    readme = (out / "README.md").read_text()
+    assert "Mean ± standard deviation over seeds" in readme and "| best | 3 |" in readme
+    assert "Made by `python -m experiments.quality --quick" in readme
+    assert (out / "time.png").stat().st_size > 0 and (out / "best-seed1.png").stat().st_size > 0

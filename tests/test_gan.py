@@ -12,19 +12,26 @@ import tensorflow as tf
 from gan import data
 from gan.config import ARCHITECTURES, Config
 from gan.gan import GAN, build_gan
+from gan.losses import Hinge, NonSaturating
 from gan.models import BN_MOMENTUM, mlp_generator
 
 NOISE_DIM = 8
 BATCH = 16
 
 
-def _gan(jit=False, steps_per_call=1, image_count=BATCH, arch="mlp") -> GAN:
-    """A freshly initialised GAN (seed 0) of `arch` with a small noise vector."""
+def _gan(jit=False, steps_per_call=1, image_count=BATCH, arch="mlp", **options) -> GAN:
+    """A freshly initialised GAN (seed 0) of `arch` with a small noise vector; `options`:
+    other gan.config.Config options."""
     keras.utils.set_random_seed(0)
     config = Config(
-        arch=arch, noise_dim=NOISE_DIM, batch_size=BATCH, jit=jit, steps_per_call=steps_per_call
+        arch=arch,
+        noise_dim=NOISE_DIM,
+        batch_size=BATCH,
+        jit=jit,
+        steps_per_call=steps_per_call,
+        **options,
     )
-    return build_gan(config.resolved(image_count, has_gpu=False))
+    return build_gan(config.resolved(image_count, has_gpu=False), steps_per_epoch=1)
 
 
 def _real(count=BATCH):
@@ -57,9 +64,19 @@ def _statistics(model) -> set:
     return {w.path for w in model.non_trainable_weights}
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged(arch):
-    model = _gan(arch=arch)
+# The isolation of the two updates, for every architecture and for the options that change
+# what the networks hold (spectral norm: D's power-iteration vectors) or what D sees.
+ISOLATION_CASES = [
+    *[pytest.param(arch, {}, id=arch) for arch in ARCHITECTURES],
+    pytest.param("mlp", {"spectral_norm": True}, id="mlp-spectral-norm"),
+    pytest.param("dcgan", {"spectral_norm": True, "r1": 1.0}, id="dcgan-spectral-norm-r1"),
+    pytest.param("mlp-bn", {"augment": "translation,cutout", "ema": 0.9}, id="mlp-bn-augment-ema"),
+]
+
+
+@pytest.mark.parametrize("arch, options", ISOLATION_CASES)
+def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged(arch, options):
+    model = _gan(arch=arch, **options)
     d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
 
     model.train_generator(_noise())
@@ -78,9 +95,9 @@ def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged(ar
     assert int(model.d_optimizer.iterations) == 0
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged(arch):
-    model = _gan(arch=arch)
+@pytest.mark.parametrize("arch, options", ISOLATION_CASES)
+def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged(arch, options):
+    model = _gan(arch=arch, **options)
     fake = model.generator(_noise(), training=True)
     d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
 
@@ -100,7 +117,7 @@ def _gan_with(discriminator) -> GAN:
     model.compile(
         d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
         g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
-        loss_fn=keras.losses.BinaryCrossentropy(from_logits=True),
+        loss_fn=NonSaturating(),
     )
     return model
 
@@ -292,3 +309,154 @@ def test_the_step_is_traced_once_for_the_whole_run(images, steps_per_call):
     model.train_step = counting_train_step
     _fit(model, images, epochs=3)
     assert traces == [(BATCH, 28, 28, 1)]
+
+
+# --- the quality options (--ema, --r1, --augment, --loss, --lr-schedule) -----------------
+
+
+def test_with_ema_the_networks_train_bitwise_as_without_it(images):
+    plain, averaged = _gan(arch="mlp-bn"), _gan(arch="mlp-bn", ema=0.9)
+    history_plain, history_averaged = _fit(plain, images), _fit(averaged, images)
+    for a, b in zip(
+        plain.generator.variables + plain.discriminator.variables,
+        averaged.generator.variables + averaged.discriminator.variables,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert history_plain == history_averaged
+    assert plain.sampler is plain.generator and averaged.sampler is averaged.ema_generator
+
+
+def test_ema_averages_every_generator_variable_after_each_generator_update():
+    """After one step: ema = decay * (the initial generator) + (1 - decay) * (the updated
+    one), for the weights and the BatchNorm moving statistics alike."""
+    decay = 0.9
+    model = _gan(arch="mlp-bn", ema=decay)
+    initial = [v.numpy() for v in model.generator.variables]
+    assert all(
+        np.array_equal(a.numpy(), b)
+        for a, b in zip(model.ema_generator.variables, initial, strict=True)
+    )
+    model.train_step(tf.constant(_real()))
+    moved = 0
+    for average, start, now in zip(
+        model.ema_generator.variables, initial, model.generator.variables, strict=True
+    ):
+        expected = decay * start + (1 - decay) * now.numpy()
+        np.testing.assert_allclose(average.numpy(), expected, rtol=1e-6, atol=1e-7)
+        moved += not np.array_equal(start, now.numpy())
+    assert moved == len(initial)  # every weight and statistic of mlp-bn's generator moved
+
+
+def _smooth_gan(**options) -> GAN:
+    """A GAN whose discriminator is smooth and deterministic (no dropout): 784 -> 8 tanh -> 1."""
+    discriminator = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="tanh"),
+            keras.layers.Dense(1),
+        ]
+    )
+    keras.utils.set_random_seed(0)
+    model = GAN(mlp_generator(NOISE_DIM), discriminator, noise_dim=NOISE_DIM, seed=0, **options)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+        g_optimizer=keras.optimizers.Adam(2e-4, beta_1=0.5),
+    )
+    return model
+
+
+def test_r1_penalty_equals_finite_difference_gradient_norms():
+    gamma, count = 10.0, 3
+    model = _smooth_gan(r1=gamma)
+    real = _real(count).astype(np.float64)
+    _, penalty = model._r1_penalty(real.astype(np.float32))
+
+    weights = [np.asarray(w, np.float64) for w in model.discriminator.get_weights()]
+
+    def logits(images):  # the discriminator in float64, by hand
+        hidden = np.tanh(images.reshape(len(images), -1) @ weights[0] + weights[1])
+        return (hidden @ weights[2] + weights[3])[:, 0]
+
+    step, norms = 1e-4, []
+    for image in real.reshape(count, -1):
+        shifts = np.eye(image.size) * step
+        plus, minus = logits(image + shifts), logits(image - shifts)
+        norms.append(np.sum(((plus - minus) / (2 * step)) ** 2))
+    assert float(penalty) == pytest.approx(gamma / 2 * np.mean(norms), rel=1e-4)
+
+
+def test_r1_penalty_is_added_to_the_discriminator_loss_and_shapes_its_update():
+    with_r1, without = _smooth_gan(r1=10.0), _smooth_gan()
+    real, fake = _real(), _noise_images()
+    _, penalty = with_r1._r1_penalty(real)
+    d_loss_r1, _, _ = with_r1.train_discriminator(real, fake)
+    d_loss, _, _ = without.train_discriminator(real, fake)
+    assert float(penalty) > 0
+    assert float(d_loss_r1) == pytest.approx(float(d_loss) + float(penalty), rel=1e-5)
+    changed = [
+        not np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(with_r1.discriminator.weights, without.discriminator.weights, strict=True)
+    ]
+    # The penalty's gradient reaches every weight but the output bias, which shifts D(x)
+    # without changing its gradient with respect to x.
+    assert changed == [True, True, True, False]
+
+
+def _noise_images():
+    return np.random.default_rng(3).uniform(-1, 1, (BATCH, 28, 28, 1)).astype(np.float32)
+
+
+def test_augmentation_is_applied_to_real_and_fake_images_in_both_updates(monkeypatch):
+    """What D sees in each update is what gan.augment returns: here a recording stand-in that
+    negates the images (same shapes and range)."""
+    seen = []
+
+    def negate(images, names, seed):
+        seen.append((np.asarray(images).copy(), names))
+        return -images
+
+    monkeypatch.setattr("gan.gan.diff_augment", negate)
+    model = _smooth_gan(augment=("translation", "cutout"))
+    real, fake = _real(), _noise_images()
+    twin = keras.models.clone_model(model.discriminator)
+    twin.set_weights(model.discriminator.get_weights())
+
+    _, real_logits, fake_logits = model.train_discriminator(real, fake)
+    np.testing.assert_allclose(real_logits, twin(-real), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fake_logits, twin(-fake), rtol=1e-5, atol=1e-6)
+    noise = _noise()
+    generated = model.generator(noise, training=True)  # before G's update changes G
+    model.train_generator(noise)
+    assert len(seen) == 3  # real and fake in D's update, fake in G's
+    np.testing.assert_array_equal(seen[0][0], real)
+    np.testing.assert_array_equal(seen[1][0], fake)
+    np.testing.assert_allclose(seen[2][0], generated, rtol=1e-5, atol=1e-6)
+    assert all(names == ("translation", "cutout") for _, names in seen)
+
+
+def test_hinge_loss_in_the_step_equals_hand_computed_values():
+    logit = 0.25
+    model = _constant_logit_gan(logit)
+    model.loss_fn = Hinge()
+    metrics = model.train_step(tf.constant(_real()))
+    assert float(metrics["d_loss"]) == pytest.approx(0.5 * ((1 - logit) + (1 + logit)), 1e-6)
+    # G's loss is -logit of D as just updated: it moved away from 0.25, but stays near.
+    assert float(metrics["g_loss"]) == pytest.approx(-logit, abs=0.01)
+    assert float(metrics["g_loss"]) != -logit
+
+
+@pytest.mark.parametrize("schedule, halfway", [("linear", 0.5), ("cosine", 0.5), ("constant", 1.0)])
+def test_learning_rate_schedules_decay_to_zero_at_the_last_step(schedule, halfway):
+    keras.utils.set_random_seed(0)
+    config = Config(noise_dim=NOISE_DIM, batch_size=BATCH, epochs=4, lr_schedule=schedule)
+    config = config.replace(g_lr=1e-3, d_lr=4e-3)  # two time scales
+    model = build_gan(config.resolved(10 * BATCH, has_gpu=False), steps_per_epoch=10)
+    for optimizer, initial in ((model.g_optimizer, 1e-3), (model.d_optimizer, 4e-3)):
+        rates = []
+        for step in (0, 20, 40):  # of 4 epochs x 10 steps
+            optimizer.iterations.assign(step)
+            rates.append(float(optimizer.learning_rate))
+        end = 0.0 if schedule != "constant" else initial
+        assert rates == pytest.approx([initial, halfway * initial, end], abs=1e-9)

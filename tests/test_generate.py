@@ -153,11 +153,14 @@ def test_checkpoint_by_epoch_and_latest(run_dir):
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"arch": "mlp-bn", "g_hidden": "32,64"}], ids=["mlp", "mlp-bn-widths"]
+    "options",
+    [{}, {"arch": "mlp-bn", "g_hidden": "32,64"}, {"arch": "mlp-bn", "ema": 0.5}],
+    ids=["mlp", "mlp-bn-widths", "mlp-bn-ema"],
 )
 def test_checkpoints_of_a_real_training_run(tmp_path, options):
     """The checkpoint's generator is built from the run's config (--arch, --g-hidden) and
-    restored with its BatchNorm moving statistics, which sampling (inference mode) uses."""
+    restored with its BatchNorm moving statistics, which sampling (inference mode) uses; with
+    --ema, generator.keras and the checkpoints' samples are the generator's average."""
     images = make_images(64)
     config = Config(epochs=2, batch_size=32, noise_dim=NOISE_DIM, jit=False, **options)
     train(config, tmp_path / "run", images)
@@ -168,6 +171,11 @@ def test_checkpoints_of_a_real_training_run(tmp_path, options):
     np.testing.assert_array_equal(generate.generate(last.load(), 20), expected)
     before_training = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="0")
     assert not np.array_equal(generate.generate(before_training.load(), 20), expected)
+    raw = tmp_path / "run" / "generator_raw.keras"
+    assert raw.exists() == ("ema" in options)
+    if raw.exists():  # the average is not the trained generator
+        trained = generate.GeneratorSource.resolve(generator=raw).load()
+        assert not np.array_equal(generate.generate(trained, 20), expected)
 
 
 def test_checkpoint_cli(tmp_path, run_dir):

@@ -169,3 +169,24 @@ def test_dcgan_refuses_hidden_widths():
 
 def test_every_cli_architecture_has_builders():
     assert set(config.ARCHITECTURES) == set(models.ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_spectral_norm_wraps_every_dense_and_conv_layer_and_bounds_their_norm(arch):
+    discriminator = models.discriminator_for(config.Config(arch=arch, spectral_norm=True))
+    wrapped = [
+        layer
+        for layer in discriminator.layers
+        if isinstance(layer, keras.layers.SpectralNormalization)
+    ]
+    plain = models.discriminator_for(config.Config(arch=arch))
+    kinds = (keras.layers.Dense, keras.layers.Conv2D)
+    assert len(wrapped) == sum(isinstance(layer, kinds) for layer in plain.layers) >= 2
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32)
+    for _ in range(30):  # each training call: one power iteration, then the kernel / sigma
+        logits = discriminator(images, training=True)
+    assert logits.dtype == "float32" and logits.shape == (8, 1)
+    for layer in wrapped:
+        kernel = layer.layer.kernel.numpy()
+        sigma = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+        assert sigma == pytest.approx(1.0, abs=0.02), layer.name

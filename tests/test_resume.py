@@ -112,6 +112,35 @@ def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run
     ]
 
 
+def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+    """Every state the quality options add (the generator's average, the decaying learning
+    rates' step counts, the augmentation's random numbers, spectral norm's power-iteration
+    vectors) is in the checkpoint: killed at the end of epoch 2 before its checkpoint, then
+    resumed, a run ends bit for bit where an uninterrupted one does."""
+    images = write_idx(tmp_path / "images-idx3-ubyte", make_images(512))
+    logs = tmp_path / "logs"
+    flags = ["--epochs", 3, "--data", images, "--logdir", logs, "--deterministic"]
+    flags += ["--arch", "mlp-bn", "--ema", 0.9, "--lr-schedule", "linear", "--loss", "hinge"]
+    flags += ["--augment", "translation,cutout", "--r1", 1, "--spectral-norm", "--d-lr", 4e-4]
+    whole = start_cli(*flags, "--run", "whole")
+    killed = run_cli(*flags, "--run", "killed", env={HOOK: "SIGKILL@epoch2"})
+    assert finish(whole).returncode == 0
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = run_cli("--logdir", logs, "--run", "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "after epoch 1 of 3" in resumed.stdout
+    whole_dir, killed_dir = logs / "whole", logs / "killed"
+    final = _checkpoint_values(killed_dir / "checkpoints" / "ckpt-3")
+    assert any(name.startswith("ema_generator/") for name in final)
+    assert final == _checkpoint_values(whole_dir / "checkpoints" / "ckpt-3")
+    assert _network_weights(killed_dir) == _network_weights(whole_dir)
+    raw = [keras.models.load_model(d / "generator_raw.keras") for d in (killed_dir, whole_dir)]
+    assert [w.tobytes() for w in raw[0].get_weights()] == [
+        w.tobytes() for w in raw[1].get_weights()
+    ]
+    assert _history(killed_dir) == _history(whole_dir)
+
+
 def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(tmp_path, data_dir):
     logs = tmp_path / "logs"
     flags = ["--epochs", 3, "--data", data_dir, "--logdir", logs, "--run", "r"]

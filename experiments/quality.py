@@ -1,0 +1,97 @@
+"""The quality experiment: the `best` preset (gan.config.PRESETS) against its ablations (best
+without each of its techniques) and the baselines (the textbook, and mlp-bn with the textbook's
+other options) on the 10,000 MNIST digits; and best against the baselines on 10,000
+Fashion-MNIST images.
+
+    python -m experiments.quality [--dataset mnist|fashion] [--quick] [--only RUN,...]
+        (see --help; writes experiments/results/quality/mnist/ and quality/fashion/)
+
+Every run trains as long as `best` does and is scored with gan.evaluate every EVAL_EVERY
+epochs; on MNIST `best` runs with three seeds, whose mean ± standard deviation the results
+give, since one GAN run says little. The results hold the table, 10x10 sample grids, and the
+scores against epochs and against training wall time.
+"""
+
+import sys
+
+from experiments.sweep import SHARED_DATA, Experiment, main
+from gan.cli import Parser
+from gan.config import PRESETS, Config
+
+BEST = PRESETS["best"]
+SEEDS = (0, 1, 2)
+EVAL_EVERY = 25
+DEFAULTS = Config()
+
+
+def runs(ablations: bool = True) -> dict:
+    """run name -> options: best with each seed (with `ablations`; else seed 0 only), best
+    without each technique (that option at its textbook value; with `ablations`), and the
+    two baselines."""
+    techniques = [name for name in BEST if name != "epochs"] if ablations else []
+    return {
+        **{
+            _seeded("best", seed): {"preset": "best", "seed": seed}
+            for seed in (SEEDS if ablations else SEEDS[:1])
+        },
+        **{
+            f"best-without-{name}": {"preset": "best", name: getattr(DEFAULTS, name)}
+            for name in techniques
+        },
+        "mlp-bn": {"arch": "mlp-bn"},
+        "textbook": {},
+    }
+
+
+def _seeded(name: str, seed: int) -> str:
+    return name if seed == 0 else f"{name}-seed{seed}"
+
+
+def experiment(name: str, title: str, ablations: bool = True, **data) -> Experiment:
+    return Experiment(
+        name=f"quality/{name}",
+        title=title,
+        runs=runs(ablations),
+        options={"epochs": BEST.get("epochs", DEFAULTS.epochs), "eval_every": EVAL_EVERY},
+        train_images=10_000,
+        repeats={"best": tuple(_seeded("best", seed) for seed in SEEDS)},
+        module="quality",
+        **data,
+    )
+
+
+EXPERIMENTS = {
+    "mnist": experiment(
+        "mnist", "Quality: the best preset, its ablations and the baselines (MNIST)"
+    ),
+    "fashion": experiment(
+        "fashion",
+        "Quality: the best preset and the baselines (Fashion-MNIST)",
+        ablations=False,
+        dataset="fashion_mnist",
+        data=SHARED_DATA / "fashion-mnist",
+    ),
+}
+
+
+def parse(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the data sets to run, the arguments for experiments.sweep.main): `--dataset NAME`
+    (mnist or fashion; default: both) picks one; `--out` is refused, since each data set has
+    its own results directory. Exits with status 2 and one line for a bad value."""
+    parser = Parser(prog="python -m experiments.quality", add_help=False)
+    parser.add_argument("--dataset", choices=tuple(EXPERIMENTS))
+    parser.add_argument("--out")
+    args, rest = parser.parse_known_args(argv)
+    if args.out:
+        parser.error(
+            "--out is not supported: each data set writes experiments/results/quality/NAME"
+        )
+    if "-h" in rest or "--help" in rest:
+        print("python -m experiments.quality [--dataset {mnist,fashion}] plus the options below")
+    datasets = [args.dataset] if args.dataset else list(EXPERIMENTS)
+    return datasets, rest
+
+
+if __name__ == "__main__":
+    datasets, rest = parse(sys.argv[1:])
+    sys.exit(max([main(EXPERIMENTS[name], rest) for name in datasets]))
