@@ -141,15 +141,15 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
 
 
 def _selected(only: str | None, configs: dict) -> list[str]:
-    """The run names --only lists (all runs without it); ConfigError for an unknown name."""
-    from gan.config import ConfigError
+    """The run names --only lists (all runs without it); UsageError for an unknown name."""
+    from gan.errors import UsageError
 
     if not only:
         return list(configs)
     names = [name.strip() for name in only.split(",")]
     unknown = [name for name in names if name not in configs]
     if unknown:
-        raise ConfigError(
+        raise UsageError(
             f"--only: no run {', '.join(unknown)} in this experiment; its runs are "
             f"{', '.join(configs)}"
         )

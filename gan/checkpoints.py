@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gan.config import ConfigError
+from gan.errors import UsageError
 from gan.rundir import PARTIAL_PREFIX, write_atomically
 
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
@@ -54,7 +54,7 @@ GENERATOR = "generator"  # the key of the generator's variables
 EMA_GENERATOR = "ema_generator"  # with --ema: the key of the generator's moving average
 
 
-class CheckpointError(ConfigError):
+class CheckpointError(UsageError):
     """A run cannot be resumed from its checkpoints; the message says why and what to do."""
 
 
@@ -172,13 +172,15 @@ class Checkpoints:
             # one: list each with its file's time, so that the oldest still go once KEEP newer
             # ones exist.
             times = [(self.directory / f"{name}.index").stat().st_mtime for name in kept]
-            tf.compat.v1.train.update_checkpoint_state(
-                str(self.directory),
-                kept[-1],
-                all_model_checkpoint_paths=kept,
-                all_model_checkpoint_timestamps=times,
-                last_preserved_timestamp=min(times) - 1,
-            )
+            # The index is a CheckpointState text proto; TensorFlow's writer of it,
+            # tf.compat.v1.train.update_checkpoint_state, logs a deprecation on stderr.
+            index = [
+                f'model_checkpoint_path: "{kept[-1]}"',
+                *(f'all_model_checkpoint_paths: "{name}"' for name in kept),
+                *(f"all_model_checkpoint_timestamps: {time!r}" for time in times),
+                f"last_preserved_timestamp: {min(times) - 1!r}",
+            ]
+            write_atomically(self.directory / "checkpoint", ("\n".join(index) + "\n").encode())
         self.manager = tf.train.CheckpointManager(  # reads the index anew
             self.checkpoint, str(self.directory), max_to_keep=KEEP, checkpoint_name=PREFIX
         )

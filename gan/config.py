@@ -61,10 +61,6 @@ CHANGEABLE_ON_RESUME = (
 )
 
 
-# Deprecated name of gan.errors.UsageError, kept while other modules still raise it.
-ConfigError = UsageError
-
-
 def _positive(value):
     return None if value > 0 and math.isfinite(value) else "must be a number > 0"
 
@@ -160,7 +156,7 @@ def _option(default, help, check=None, choices=None):
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """All options of a training run. Construction validates every value (raises ConfigError)."""
+    """All options of a training run. Construction validates every value (raises UsageError)."""
 
     epochs: int = _option(100, "passes over the training images", _positive)
     batch_size: int = _option(
@@ -329,24 +325,24 @@ class Config:
                 continue
             kind = _base_type(hints[field.name])
             if not _is_kind(value, kind):
-                raise ConfigError(f"{flag(field.name)} must be {_KIND_NAMES[kind]}, got {value!r}")
+                raise UsageError(f"{flag(field.name)} must be {_KIND_NAMES[kind]}, got {value!r}")
             choices = field.metadata["choices"]
             if choices and value not in choices:
-                raise ConfigError(
+                raise UsageError(
                     f"{flag(field.name)} must be one of {', '.join(choices)}, got {value!r}"
                 )
             check = field.metadata["check"]
             problem = check(value) if check else None
             if problem:
-                raise ConfigError(f"{flag(field.name)} {problem}, got {value!r}")
+                raise UsageError(f"{flag(field.name)} {problem}, got {value!r}")
         widths = [flag(n) for n in ("g_hidden", "d_hidden") if getattr(self, n) is not None]
         if self.r1 and self.mixed_precision == "float16":
-            raise ConfigError(
+            raise UsageError(
                 "--r1 needs the gradient of D's output with respect to its input, which "
                 "--mixed-precision float16's loss scaling does not cover; use bfloat16"
             )
         if widths and self.arch not in MLP_HIDDEN:
-            raise ConfigError(
+            raise UsageError(
                 f"--arch {self.arch} has fixed layers; {' and '.join(widths)} "
                 f"{'is' if len(widths) == 1 else 'are'} for --arch {' and '.join(MLP_HIDDEN)} only"
             )
@@ -397,7 +393,7 @@ class Config:
 
     def resumed_with(self, given: dict) -> Config:
         """This config (a run's saved one) updated with the options `given` on the command line
-        of a --resume. Raises ConfigError if a given option differs from its saved value and
+        of a --resume. Raises UsageError if a given option differs from its saved value and
         is not one of CHANGEABLE_ON_RESUME."""
         conflicts = [
             f"{flag(name)} {value} (saved: {getattr(self, name)})"
@@ -411,7 +407,7 @@ class Config:
             )
         if conflicts:
             changeable = ", ".join(map(flag, CHANGEABLE_ON_RESUME))
-            raise ConfigError(
+            raise UsageError(
                 f"--resume: {', '.join(conflicts)} conflicting with the run's saved config; a "
                 f"resumed run keeps its options except {changeable}: drop the conflicting "
                 f"flags or start a new run"
@@ -424,18 +420,18 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         """The Config that to_json wrote. Raises ValueError for text that is not JSON, and
-        ConfigError for JSON that is not an object with exactly the options as keys (a
+        UsageError for JSON that is not an object with exactly the options as keys (a
         missing one is never filled in with its default) or has a bad value."""
         values = json.loads(text)
         if not isinstance(values, dict):
-            raise ConfigError(f"expected a JSON object of options, got {type(values).__name__}")
+            raise UsageError(f"expected a JSON object of options, got {type(values).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
-            raise ConfigError(f"unknown options in config: {', '.join(unknown)}")
+            raise UsageError(f"unknown options in config: {', '.join(unknown)}")
         missing = [name for name in names if name not in values]
         if missing:
-            raise ConfigError(f"options missing from config: {', '.join(missing)}")
+            raise UsageError(f"options missing from config: {', '.join(missing)}")
         return cls(**values)
 
     # --- command line -------------------------------------------------------------------

@@ -3,7 +3,7 @@ replaced atomically.
 
 - `RunLock`: an exclusive lock on a run directory, held by every process while it writes
   there: gan.train (a new run and a resumed one) and gan.evaluate --run. A second process is
-  refused with one line naming the holder (`RunInUse`, a ConfigError: exit status 2).
+  refused with one line naming the holder (`RunInUse`, a UsageError: exit status 2).
 - `write_atomically`: replaces a file so that a kill leaves either the old or the new one.
 
 No TensorFlow here: the command lines check a run directory before TensorFlow loads.
@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from gan.config import ConfigError
+from gan.errors import UsageError
 
 LOCK_FILE = ".lock"  # RUN/.lock: the file RunLock locks; it holds the holder's pid and start time
 PARTIAL_PREFIX = ".partial-"  # temporary files of write_atomically
 
 
-class RunInUse(ConfigError):
+class RunInUse(UsageError):
     """Another process holds the run directory's lock; the message names it."""
 
 
@@ -42,7 +42,7 @@ class RunLock:
     create=True: a new run; creates run_dir (and missing parents), or takes over one that
     holds nothing but a lock file (see check_new), and locks it. Of several processes
     creating the same run at once, exactly one gets it. Raises RunInUse if another process
-    holds the lock, ConfigError if run_dir is taken (create=True) or cannot be created or
+    holds the lock, UsageError if run_dir is taken (create=True) or cannot be created or
     written.
     """
 
@@ -57,7 +57,7 @@ class RunLock:
                 self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666
             )
         except OSError as error:
-            raise ConfigError(
+            raise UsageError(
                 f"cannot write to {self.run_dir} ({error.strerror or error})"
             ) from None
         deadline = time.monotonic() + self.CHECK_WAIT
@@ -74,7 +74,7 @@ class RunLock:
                 raise RunInUse(_in_use(self.run_dir, holder)) from None
         if create and _taken(self.run_dir):  # created by another process since _create
             self.release()
-            raise ConfigError(_already_exists(self.run_dir))
+            raise UsageError(_already_exists(self.run_dir))
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"{os.getpid()} {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n".encode())
 
@@ -159,10 +159,10 @@ def disk_full(error: BaseException, run_dir: Path) -> str | None:
 def check_new(run_dir: str | Path) -> None:
     """Refuses `run_dir` for a new run if it exists and holds anything but a lock file: a
     run is never overwritten, but a directory left empty by a process that failed or was
-    killed as it created it is taken over. Raises RunInUse or ConfigError; writes nothing."""
+    killed as it created it is taken over. Raises RunInUse or UsageError; writes nothing."""
     check_free(run_dir)
     if _taken(Path(run_dir)):
-        raise ConfigError(_already_exists(run_dir))
+        raise UsageError(_already_exists(run_dir))
 
 
 def _taken(run_dir: Path) -> bool:
@@ -181,7 +181,7 @@ def _create(run_dir: Path) -> None:
     except FileExistsError:
         check_new(run_dir)
     except OSError as error:
-        raise ConfigError(f"cannot create {run_dir} ({error.strerror or error})") from None
+        raise UsageError(f"cannot create {run_dir} ({error.strerror or error})") from None
 
 
 def _umask() -> int:

@@ -32,7 +32,8 @@ import numpy as np
 
 from gan import checkpoints, data, distribute, rundir, safety
 from gan.cli import Parser, add_verbose_argument, data_source, native_stderr_held_back, verbose
-from gan.config import CHANGEABLE_ON_RESUME, Config, ConfigError, flag, parse_step_range
+from gan.config import CHANGEABLE_ON_RESUME, Config, flag, parse_step_range
+from gan.errors import UsageError
 
 PROG = "python -m gan.train"
 
@@ -56,7 +57,7 @@ def train(
     for config.dataset / config.data (all of its images, not only the first --limit).
 
     Holds the run directory's lock (gan.rundir.RunLock) while it writes there. Raises
-    ConfigError before writing anything if another process writes `run_dir` (RunInUse), the
+    UsageError before writing anything if another process writes `run_dir` (RunInUse), the
     run directory cannot be created, or no checkpoint can be resumed (CheckpointError);
     safety.NonFiniteLoss if training diverges; safety.Interrupted after SIGINT or SIGTERM,
     once the current epoch is checkpointed; OSError (or TensorFlow's ResourceExhaustedError)
@@ -67,7 +68,7 @@ def train(
 
 class Training:
     """`train` in two parts: construction checks everything, locks the run directory
-    (gan.rundir.RunLock) and prepares it (raising ConfigError before writing anything if the
+    (gan.rundir.RunLock) and prepares it (raising UsageError before writing anything if the
     run cannot go ahead), `run()` trains. The lock is held until `run()` returns or raises."""
 
     def __init__(self, config, run_dir, images=None, resume=False, evaluator=None):
@@ -98,7 +99,7 @@ class Training:
                     config.dataset, config.data, None, config.source
                 )
             except data.DataError as error:  # e.g. no label files: bad input, nothing written
-                raise ConfigError(f"--eval-every: {error}") from None
+                raise UsageError(f"--eval-every: {error}") from None
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)  # weights, dropout; noise, shuffling: below
@@ -119,7 +120,7 @@ class Training:
                 self.epochs_done = self.checkpoints.restore_latest()
                 self.notices += self.checkpoints.skipped
                 if self.epochs_done >= config.epochs:
-                    raise ConfigError(
+                    raise UsageError(
                         f"--resume: {run_dir} has trained {self.epochs_done} epochs already; "
                         f"pass --epochs N with N > {self.epochs_done} to train it longer"
                     )
@@ -226,12 +227,12 @@ def _main(args: argparse.Namespace) -> int:
         config = config.replace(source=source)  # config.json records it: --resume reads the same
         images = data.load(config.dataset, config.data, config.limit, config.source)
         if len(images) < config.batch_size:
-            raise ConfigError(
+            raise UsageError(
                 f"only {len(images)} images, fewer than one batch of {config.batch_size}; "
                 f"lower --batch-size or raise --limit"
             )
         _check_profile_steps(config, len(images))
-    except (ConfigError, data.DataError) as error:
+    except (UsageError, data.DataError) as error:
         return _usage_error(error)
 
     resume_command = shlex.join(
@@ -242,7 +243,7 @@ def _main(args: argparse.Namespace) -> int:
         with distribute.output_dir(run_dir, chief) as output:
             try:
                 training = Training(config, output, images, resume=args.resume)
-            except ConfigError as error:  # run directory, checkpoint, devices: nothing written
+            except UsageError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
                 for line in training.notices:
@@ -311,20 +312,20 @@ def _resolve_config(args: argparse.Namespace) -> Config:
     if not args.resume:
         return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
     if config.run is None:
-        raise ConfigError("--resume needs --run NAME, the run to continue")
+        raise UsageError("--resume needs --run NAME, the run to continue")
     path = Path(config.logdir) / config.run / "config.json"
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(
+        raise UsageError(
             f"--resume: no run to resume at {path.parent} (no config.json there)"
         ) from None
     except OSError as error:
-        raise ConfigError(f"--resume: cannot read {path} ({error.strerror or error})") from None
+        raise UsageError(f"--resume: cannot read {path} ({error.strerror or error})") from None
     try:
         saved = Config.from_json(text)
-    except ValueError as error:  # bad JSON or ConfigError
-        raise ConfigError(f"--resume: cannot use {path}: {error}") from None
+    except ValueError as error:  # bad JSON or UsageError
+        raise UsageError(f"--resume: cannot use {path}: {error}") from None
     return saved.resumed_with({name: getattr(config, name) for name in given})
 
 
@@ -334,7 +335,7 @@ def _check_profile_steps(config: Config, image_count: int) -> None:
         total = config.epochs * (image_count // config.batch_size)
         last = parse_step_range(config.profile_steps)[1]
         if last > total:
-            raise ConfigError(
+            raise UsageError(
                 f"--profile-steps ends at step {last}, but the run has only {total} steps"
             )
 
@@ -345,7 +346,7 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         rundir.check_free(run_dir)
         if not os.access(run_dir, os.W_OK | os.X_OK):
-            raise ConfigError(f"--resume: cannot write to {run_dir}")
+            raise UsageError(f"--resume: cannot write to {run_dir}")
         return
     try:
         rundir.check_new(run_dir)
@@ -353,10 +354,10 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         while not parent.exists():
             parent = parent.parent
     except OSError as error:  # e.g. a name longer than the file system allows
-        raise ConfigError(f"cannot create {run_dir} ({error.strerror or error})") from None
+        raise UsageError(f"cannot create {run_dir} ({error.strerror or error})") from None
     # os.access also fails for root on a read-only file system; RunLock catches the rest.
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot create {run_dir}: {parent} is not a writable directory")
+        raise UsageError(f"cannot create {run_dir}: {parent} is not a writable directory")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from conftest import make_images
 from gan import data
 from gan.callbacks import StopOnNonFinite
 from gan.checkpoints import CheckpointError, Checkpoints, fingerprint, roll_back
-from gan.config import Config, ConfigError
+from gan.config import Config
+from gan.errors import UsageError
 from gan.gan import build_gan
 from gan.safety import NonFiniteLoss, SignalHook, StopRequest, signal_hook_from_env
 from gan.train import train
@@ -393,7 +394,7 @@ def test_signal_hook_is_read_from_the_environment(value, hook):
 
 @pytest.mark.parametrize("value", ["KILL@3", "SIGKILL@0", "SIGNOPE@3", "SIGKILL@epoch", "x"])
 def test_malformed_signal_hook_is_a_config_error(value):
-    with pytest.raises(ConfigError, match="GAN_TEST_SIGNAL"):
+    with pytest.raises(UsageError, match="GAN_TEST_SIGNAL"):
         signal_hook_from_env({"GAN_TEST_SIGNAL": value})
 
 

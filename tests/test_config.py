@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from gan.config import PRESETS, Config, ConfigError, parse_step_range, parse_widths
+from gan.config import PRESETS, Config, parse_step_range, parse_widths
+from gan.errors import UsageError
 
 
 def test_defaults_are_the_textbook_settings():
@@ -64,19 +65,19 @@ def test_paths_are_saved_absolute_and_resolved(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("text", ["null", "[]", "3", '"config"'])
 def test_json_that_is_not_an_object_is_rejected(text):
-    with pytest.raises(ConfigError, match="expected a JSON object of options"):
+    with pytest.raises(UsageError, match="expected a JSON object of options"):
         Config.from_json(text)
 
 
 def test_json_with_missing_options_is_rejected_naming_them():
     values = json.loads(Config().to_json())
     del values["lr"], values["seed"]
-    with pytest.raises(ConfigError, match="^options missing from config: lr, seed$"):
+    with pytest.raises(UsageError, match="^options missing from config: lr, seed$"):
         Config.from_json(json.dumps(values))
 
 
 def test_unknown_keys_in_json_are_rejected():
-    with pytest.raises(ConfigError, match="unknown options in config: colour"):
+    with pytest.raises(UsageError, match="unknown options in config: colour"):
         Config.from_json('{"colour": 1}')
 
 
@@ -125,7 +126,7 @@ def test_unknown_keys_in_json_are_rejected():
     ],
 )
 def test_bad_values_raise_config_error_naming_the_flag(changes, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         Config(**changes)
 
 
@@ -168,9 +169,7 @@ def test_a_resumed_run_may_change_only_its_length_output_cadence_and_location():
     saved = Config(epochs=4, lr=1e-3, jit=True, logdir="logs", run="a")
     changes = {"epochs": 9, "sample_every": 2, "checkpoint_every": 3, "logdir": "moved", "run": "b"}
     assert saved.resumed_with({**changes, "lr": 1e-3}) == saved.replace(**changes)  # lr: same
-    with pytest.raises(
-        ConfigError, match=r"--lr 0.1 \(saved: 0.001\), --jit False \(saved: True\)"
-    ):
+    with pytest.raises(UsageError, match=r"--lr 0.1 \(saved: 0.001\), --jit False \(saved: True\)"):
         saved.resumed_with({"epochs": 9, "lr": 0.1, "jit": False})
 
 
@@ -208,6 +207,6 @@ def test_separate_learning_rates_default_to_lr():
 def test_a_decaying_schedule_keeps_its_last_epoch_on_resume():
     saved = Config(epochs=10, lr_schedule="linear")
     assert saved.resumed_with({"epochs": 10, "eval_every": 2}).eval_every == 2
-    with pytest.raises(ConfigError, match="--lr-schedule linear decays to 0 at the saved"):
+    with pytest.raises(UsageError, match="--lr-schedule linear decays to 0 at the saved"):
         saved.resumed_with({"epochs": 20})
     assert Config(epochs=10).resumed_with({"epochs": 20}).epochs == 20  # constant: may grow

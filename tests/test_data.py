@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gan import data
-from gan.config import ConfigError
 from gan.errors import UsageError
 
 
@@ -203,7 +202,6 @@ def test_reads_the_real_mnist_labels():
 
 def test_data_errors_are_usage_errors_which_the_command_lines_report_in_one_line():
     assert issubclass(data.DataError, UsageError)
-    assert ConfigError is UsageError  # the deprecated name, until every module raises UsageError
 
 
 # The official MNIST test set (yann.lecun.com/exdb/mnist), as shipped in gan/mnist/.

@@ -23,7 +23,7 @@ from test_resume import _latest, _steps
 from test_train import METRICS, finish, run_cli, start_cli
 
 from gan import rundir
-from gan.config import ConfigError
+from gan.errors import UsageError
 
 
 def test_a_second_lock_is_refused_naming_the_holder_until_the_first_is_released(tmp_path):
@@ -61,7 +61,7 @@ def test_the_lock_of_a_killed_process_is_free_at_once(tmp_path):
 def test_a_new_run_in_an_existing_directory_is_refused_unless_it_is_empty(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match="already exists; choose another --run name"):
+    with pytest.raises(UsageError, match="already exists; choose another --run name"):
         rundir.RunLock(tmp_path / "r", create=True)
     (tmp_path / "empty").mkdir()  # as a process killed while creating its run leaves it
     rundir.RunLock(tmp_path / "empty", create=True).release()
