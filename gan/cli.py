@@ -35,6 +35,14 @@ def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run(parser: argparse.ArgumentParser, command, argv: list[str] | None) -> int:
+    """A command line's main: parses `argv` with `parser`, then returns command(args), with
+    TensorFlow's C++ messages held back (native_stderr_held_back) while it runs."""
+    args = parser.parse_args(argv)
+    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
+        return command(args)
+
+
 def verbose(args: argparse.Namespace) -> bool:
     """Whether --verbose was given or GAN_VERBOSE is set to anything but "" or "0"."""
     return args.verbose or os.environ.get(VERBOSE_VARIABLE, "0") not in ("", "0")

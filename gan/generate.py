@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints
-from gan.cli import Parser, add_verbose_argument, native_stderr_held_back, verbose, whole_number
+from gan import checkpoints, cli
+from gan.cli import Parser, add_verbose_argument, whole_number
 from gan.config import Config
 from gan.errors import UsageError
 
@@ -249,9 +249,7 @@ def check_output(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
-        return _main(args)
+    return cli.run(_parser(), _main, argv)
 
 
 def _main(args: argparse.Namespace) -> int:

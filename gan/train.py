@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints, data, distribute, rundir, safety
-from gan.cli import Parser, add_verbose_argument, data_source, native_stderr_held_back, verbose
+from gan import checkpoints, cli, data, distribute, rundir, safety
+from gan.cli import Parser, add_verbose_argument, data_source
 from gan.config import CHANGEABLE_ON_RESUME, Config, flag, parse_step_range
 from gan.errors import UsageError
 
@@ -210,9 +210,7 @@ class Training:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with native_stderr_held_back(verbose(args)):  # TensorFlow loads in here
-        return _main(args)
+    return cli.run(_parser(), _main, argv)
 
 
 def _main(args: argparse.Namespace) -> int:
