@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from experiments.timing import PROJECT_ROOT
-from gan import data
+from gan import data, rundir
 from gan.config import Config
 
 
@@ -111,7 +111,7 @@ def run_gan_train(path: str, epochs: int) -> dict:
         if child.returncode != 0:
             stderr.seek(0)
             raise RuntimeError(f"{' '.join(command[1:])}: {_last_line(stderr.read())}")
-        with open(Path(logdir, "run", "history.csv"), newline="") as file:
+        with open(Path(logdir, "run", rundir.HISTORY), newline="") as file:
             seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
     return {
         "wall_seconds": wall,

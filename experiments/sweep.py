@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+from gan import rundir  # no TensorFlow: --help stays instant
+
 SHARED_DATA = Path("../shared/data")  # relative to the project root, like every path here
 RESULTS = Path("experiments/results")
 QUICK_IMAGES = 256  # --quick: train and evaluate on this many images ...
@@ -185,7 +187,7 @@ def _finished(config, image_count: int) -> bool:
     if not run_dir.exists():
         return False
     try:
-        saved = Config.from_json((run_dir / "config.json").read_text())
+        saved = Config.from_json((run_dir / rundir.CONFIG).read_text())
     except (OSError, ValueError) as error:
         raise UsageError(f"{run_dir} is not a finished run ({error}); remove it") from None
     expected = config.resolved(image_count, has_gpu=False)
@@ -199,7 +201,7 @@ def _finished(config, image_count: int) -> bool:
             f"{run_dir} was trained with other options: {', '.join(differing)}; remove it or "
             f"pass another --logdir"
         )
-    if not ((run_dir / "generator.keras").is_file() and (run_dir / "eval.json").is_file()):
+    if not ((run_dir / rundir.GENERATOR).is_file() and (run_dir / rundir.EVALUATIONS).is_file()):
         raise UsageError(
             f"{run_dir} did not finish; continue it with `python -m gan.train --logdir "
             f"{config.logdir} --run {config.run} --resume`, or remove it"
@@ -238,9 +240,9 @@ def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
     evaluation's scores by epoch, speed and wall time."""
     from gan.config import Config
 
-    saved = Config.from_json((run_dir / "config.json").read_text())
-    evaluations = json.loads((run_dir / "eval.json").read_text())
-    with open(run_dir / "history.csv", newline="") as file:
+    saved = Config.from_json((run_dir / rundir.CONFIG).read_text())
+    evaluations = json.loads((run_dir / rundir.EVALUATIONS).read_text())
+    with open(run_dir / rundir.HISTORY, newline="") as file:
         seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
     trained = [sum(seconds[:epoch]) for epoch in range(len(seconds) + 1)]  # after each epoch
     evaluated = {record["epoch"] for record in evaluations}
@@ -487,7 +489,7 @@ def _samples(run_dir: Path, count: int):
 
     from gan.generate import generate
 
-    generator = keras.models.load_model(run_dir / "generator.keras", compile=False)
+    generator = keras.models.load_model(run_dir / rundir.GENERATOR, compile=False)
     return generate(generator, count, seed=0)
 
 

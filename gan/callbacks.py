@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from gan import rundir
 from gan.config import parse_step_range
 from gan.data import to_uint8
 from gan.evaluate import append_record, format_line, log_scalars
@@ -170,7 +171,7 @@ class Evaluation(keras.callbacks.Callback):
     def __init__(self, evaluator, run_dir: Path, writer, every: int, epochs: int):
         super().__init__()
         self.evaluator = evaluator
-        self.eval_path = Path(run_dir) / "eval.json"
+        self.eval_path = Path(run_dir) / rundir.EVALUATIONS
         self.writer = writer
         self.every = every
         self.epochs = epochs
@@ -199,10 +200,10 @@ class SaveNetworks(keras.callbacks.Callback):
         self.run_dir = Path(run_dir)
 
     def on_train_end(self, logs=None):
-        self.model.sampler.save(self.run_dir / "generator.keras")
+        self.model.sampler.save(self.run_dir / rundir.GENERATOR)
         if self.model.ema_generator is not None:
-            self.model.generator.save(self.run_dir / "generator_raw.keras")
-        self.model.discriminator.save(self.run_dir / "discriminator.keras")
+            self.model.generator.save(self.run_dir / rundir.GENERATOR_RAW)
+        self.model.discriminator.save(self.run_dir / rundir.DISCRIMINATOR)
 
 
 class History(keras.callbacks.Callback):

@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gan import rundir
 from gan.errors import UsageError
 from gan.rundir import PARTIAL_PREFIX, write_atomically
 
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
-DIRECTORY = "checkpoints"  # RUN/checkpoints/
 PREFIX = "ckpt"  # ckpt-E: the state after E epochs
 GENERATOR = "generator"  # the key of the generator's variables
 EMA_GENERATOR = "ema_generator"  # with --ema: the key of the generator's moving average
@@ -300,9 +300,6 @@ def newest_readable(directory: str | Path) -> tuple[Path | None, list[str]]:
     return None, []
 
 
-DAMAGED = "damaged"  # RUN/damaged/: files the roll-back cannot parse, moved there untouched
-
-
 def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Path) -> list[str]:
     """Removes every per-epoch output of epochs after `epochs_done` that a run wrote before it
     was killed: TensorBoard events with step > epochs_done (in every events file under
@@ -320,7 +317,7 @@ def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Pat
     run_dir = Path(run_dir)
     for stale in run_dir.rglob(PARTIAL_PREFIX + "*"):  # left by a roll-back that was killed
         stale.unlink()
-    damaged = run_dir / DAMAGED
+    damaged = run_dir / rundir.DAMAGED
     events = [p for p in sorted(run_dir.rglob("*tfevents*")) if damaged not in p.parents]
     notices = []
     for path, drop in [*((e, _drop_events_after) for e in events), (history, _drop_history_after)]:

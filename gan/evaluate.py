@@ -41,7 +41,6 @@ from gan.cli import (
 from gan.config import DATASETS, SOURCES
 from gan.errors import UsageError
 from gan.generate import (
-    GENERATED,
     GeneratorSource,
     add_source_arguments,
     check_output,
@@ -277,7 +276,7 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             held.enter_context(rundir.RunLock(source.run_dir))
         json_path = check_output(args.json, ".json", "--json", overwrite=True)
         if json_path is None and source is not None and source.run_dir is not None:
-            json_path = source.run_dir / "eval.json"
+            json_path = source.run_dir / rundir.EVALUATIONS
         if json_path is not None:
             read_records(json_path)  # refuse a file that cannot be appended to, up front
         grid_path = check_output(
@@ -413,7 +412,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE.png",
         help="also write a 10-row grid: row k holds the first 10 scored images the classifier "
         "calls class k (black where fewer), to check the class numbers by eye (without FILE, "
-        f"with --run: RUN_DIR/{GENERATED}/class-grid-epochE-seedS.png, numbered -2, -3, ... "
+        f"with --run: RUN_DIR/{rundir.GENERATED}/class-grid-epochE-seedS.png, numbered -2, -3, ... "
         "rather than overwrite one)",
     )
     parser.add_argument(

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from gan import checkpoints, cli
+from gan import checkpoints, cli, rundir
 from gan.cli import Parser, add_verbose_argument, whole_number
 from gan.config import Config
 from gan.errors import UsageError
 
 PROG = "python -m gan.generate"
-GENERATED = "generated"  # RUN_DIR/generated/: where output flags given without a file write
 
 
 @dataclass(frozen=True)
@@ -61,13 +60,13 @@ class GeneratorSource:
                 raise UsageError(f"--generator {path}: not a .keras file")
             return cls(path)
         run_dir = Path(run)
-        if not (run_dir / "config.json").is_file():
+        if not (run_dir / rundir.CONFIG).is_file():
             raise UsageError(f"--run {run_dir}: not a run directory (it has no config.json)")
         if checkpoint is not None:
             prefix = _checkpoint_prefix(run_dir, checkpoint)
             number = re.search(r"-(\d+)$", prefix.name)
             return cls(prefix, run_dir, True, int(number.group(1)) if number else None)
-        path = run_dir / "generator.keras"
+        path = run_dir / rundir.GENERATOR
         if not path.is_file():
             raise UsageError(
                 f"--run {run_dir}: no generator.keras (training did not finish?); "
@@ -178,7 +177,7 @@ def _available_memory() -> int:
 
 def run_config(run_dir: Path) -> Config:
     """The Config a run was trained with (its config.json). Raises UsageError if unreadable."""
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / rundir.CONFIG
     try:
         return Config.from_json(path.read_text())
     except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
@@ -196,7 +195,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         metavar="EPOCH|latest|PATH",
-        help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{checkpoints.DIRECTORY}/"
+        help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{rundir.CHECKPOINTS}/"
         f"ckpt-EPOCH), the latest checkpoint, or a checkpoint path, instead of generator.keras",
     )
     parser.add_argument(
@@ -215,7 +214,7 @@ def default_output(
     if source is None or source.run_dir is None:
         return None
     epoch = f"-epoch{source.epoch}" if source.epoch else ""
-    return source.run_dir / GENERATED / f"{kind}{epoch}-seed{seed}{suffix}"
+    return source.run_dir / rundir.GENERATED / f"{kind}{epoch}-seed{seed}{suffix}"
 
 
 def check_output(
@@ -298,7 +297,7 @@ def _one_line(error: BaseException) -> str:
 def _checkpoint_prefix(run_dir: Path, checkpoint: str) -> Path:
     import tensorflow as tf
 
-    directory = run_dir / checkpoints.DIRECTORY
+    directory = run_dir / rundir.CHECKPOINTS
     if checkpoint == "latest":
         try:
             latest, skipped = checkpoints.newest_readable(directory)
@@ -339,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         metavar="FILE.npz",
-        help=f"write the images to this .npz file (without FILE, with --run: RUN_DIR/{GENERATED}/"
+        help=f"write the images to this .npz file (without FILE, with --run: RUN_DIR/{rundir.GENERATED}/"
         "samples-epochE-seedS.npz, numbered -2, -3, ... rather than overwrite one)",
     )
     parser.add_argument(
@@ -347,7 +346,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         metavar="FILE.png",
-        help=f"write a ROWS x COLS grid as a PNG (without FILE, with --run: RUN_DIR/{GENERATED}/"
+        help=f"write a ROWS x COLS grid as a PNG (without FILE, with --run: RUN_DIR/{rundir.GENERATED}/"
         "grid-epochE-seedS.png, numbered likewise)",
     )
     parser.add_argument(

@@ -22,7 +22,19 @@ from pathlib import Path
 
 from gan.errors import UsageError
 
-LOCK_FILE = ".lock"  # RUN/.lock: the file RunLock locks; it holds the holder's pid and start time
+# The files of a run directory RUN: this is the one place that spells their names.
+CONFIG = "config.json"  # every option, automatic choices resolved (gan.config.Config.to_json)
+HISTORY = "history.csv"  # one row of metrics per epoch
+LOSSES_PLOT = "losses.png"  # the losses of every row of HISTORY
+SAMPLES = "samples"  # samples/epoch_NNN.png: grids of G(fixed noise)
+EVALUATIONS = "eval.json"  # a record of every evaluation (gan.evaluate, --eval-every)
+CHECKPOINTS = "checkpoints"  # checkpoints/ckpt-E.*: the training state (gan.checkpoints)
+GENERATOR = "generator.keras"  # the network samples come from (with --ema, the average)
+GENERATOR_RAW = "generator_raw.keras"  # with --ema: the trained generator itself
+DISCRIMINATOR = "discriminator.keras"
+GENERATED = "generated"  # generated/: gan.generate's and gan.evaluate's outputs by default
+DAMAGED = "damaged"  # damaged/: files the roll-back cannot parse, moved there untouched
+LOCK_FILE = ".lock"  # the file RunLock locks; it holds the holder's pid and start time
 PARTIAL_PREFIX = ".partial-"  # temporary files of write_atomically
 
 

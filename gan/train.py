@@ -110,9 +110,9 @@ class Training:
                 steps_per_epoch=len(self.images) // config.batch_size,
             )
         self.checkpoints = checkpoints.Checkpoints(
-            self.model, run_dir / checkpoints.DIRECTORY, checkpoints.fingerprint(self.images)
+            self.model, run_dir / rundir.CHECKPOINTS, checkpoints.fingerprint(self.images)
         )
-        self.history_csv, self.samples_dir = run_dir / "history.csv", run_dir / "samples"
+        self.history_csv, self.samples_dir = run_dir / rundir.HISTORY, run_dir / rundir.SAMPLES
         self.notices = []  # lines for the user: checkpoints skipped, damaged files moved aside
         self.lock = rundir.RunLock(run_dir, create=not resume)
         try:
@@ -128,11 +128,11 @@ class Training:
                 self.notices += checkpoints.roll_back(
                     run_dir, self.epochs_done, self.history_csv, self.samples_dir
                 )
-                rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
+                rundir.write_atomically(run_dir / rundir.CONFIG, config.to_json().encode())
                 if self.checkpoints.latest is None:  # killed before its first checkpoint
                     self.checkpoints.save(0)
             else:
-                rundir.write_atomically(run_dir / "config.json", config.to_json().encode())
+                rundir.write_atomically(run_dir / rundir.CONFIG, config.to_json().encode())
                 self.epochs_done = 0
                 self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
         except BaseException:
@@ -184,7 +184,7 @@ class Training:
                             config.sample_every,
                             config.epochs,
                         ),
-                        callbacks.History(self.history_csv, run_dir / "losses.png"),
+                        callbacks.History(self.history_csv, run_dir / rundir.LOSSES_PLOT),
                         *([self._evaluation(writer)] if config.eval_every else []),
                         *([callbacks.SendSignal(hook, steps_per_epoch)] if hook else []),
                         # after every per-epoch writer: the checkpoint commits the epoch
@@ -259,14 +259,14 @@ def _main(args: argparse.Namespace) -> int:
         full = rundir.disk_full(error, run_dir)
         if full is None:
             raise
-        if (run_dir / "config.json").exists():
+        if (run_dir / rundir.CONFIG).exists():
             then = f"resume with: {resume_command}"
         else:
             then = "run the same command again"
         print(f"{PROG}: error: {full}; free some space, then {then}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        if (run_dir / "config.json").exists():
+        if (run_dir / rundir.CONFIG).exists():
             where = f"resume from the last checkpoint (or epoch 0) with: {resume_command}"
         else:
             where = "nothing was written"
@@ -311,7 +311,7 @@ def _resolve_config(args: argparse.Namespace) -> Config:
         return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
     if config.run is None:
         raise UsageError("--resume needs --run NAME, the run to continue")
-    path = Path(config.logdir) / config.run / "config.json"
+    path = Path(config.logdir) / config.run / rundir.CONFIG
     try:
         text = path.read_text()
     except FileNotFoundError:
