@@ -131,7 +131,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
             except safety.NonFiniteLoss as error:
                 print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
                 return 1
-        results[name] = run_result(run_dir, len(images) // config.batch_size)
+        results[name] = run_result(run_dir, config.steps_per_epoch(len(images)))
         samples = _samples(run_dir, evaluator.held_out_count)  # the images it was scored on
         results[name]["generated"].update(confidence(evaluator, samples))
         grids[name] = samples[: GRID_SIDE * GRID_SIDE]

@@ -353,7 +353,7 @@ class Config:
         profiling, so that the profiler sees every step on its own), and the MLP
         architectures' hidden widths (their defaults, if not given: so that config.json and
         TensorBoard's HParams show every run's layers)."""
-        steps_per_epoch = image_count // self.batch_size
+        steps_per_epoch = self.steps_per_epoch(image_count)
         most = 1 if self.profile_steps else min(self.steps_per_call, steps_per_epoch)
         steps_per_call = max(d for d in range(1, most + 1) if steps_per_epoch % d == 0)
         jit = has_gpu if self.jit is None else self.jit
@@ -381,6 +381,11 @@ class Config:
         """The config of the given options over the values of `options["preset"]` (if any)
         over the defaults; validated."""
         return cls(**{**PRESETS[options.get("preset") or "textbook"], **options})
+
+    def steps_per_epoch(self, image_count: int) -> int:
+        """Training steps in an epoch over `image_count` images: the last partial batch is
+        dropped."""
+        return image_count // self.batch_size
 
     @property
     def learning_rates(self) -> tuple[float, float]:

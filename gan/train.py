@@ -107,7 +107,7 @@ class Training:
             # Keras turns XLA off under op determinism (with a warning): say so up front.
             self.model = build_gan(
                 config.replace(jit=False) if config.deterministic else config,
-                steps_per_epoch=len(self.images) // config.batch_size,
+                steps_per_epoch=config.steps_per_epoch(len(self.images)),
             )
         self.checkpoints = checkpoints.Checkpoints(
             self.model, run_dir / rundir.CHECKPOINTS, checkpoints.fingerprint(self.images)
@@ -153,7 +153,7 @@ class Training:
         from gan import callbacks
 
         config, run_dir = self.config, self.run_dir
-        steps_per_epoch = len(self.images) // config.batch_size
+        steps_per_epoch = config.steps_per_epoch(len(self.images))
         dataset = data.make_dataset(
             self.images, config.batch_size, config.seed, config.epochs, self.epochs_done
         )
@@ -330,7 +330,7 @@ def _resolve_config(args: argparse.Namespace) -> Config:
 def _check_profile_steps(config: Config, image_count: int) -> None:
     """Refuses a --profile-steps range that ends after the run's last training step."""
     if config.profile_steps:
-        total = config.epochs * (image_count // config.batch_size)
+        total = config.epochs * config.steps_per_epoch(image_count)
         last = parse_step_range(config.profile_steps)[1]
         if last > total:
             raise UsageError(
