@@ -5,7 +5,7 @@
 One process, the same images, the default configuration otherwise (steps per call resolved as
 `python -m gan.train` does). Variants are timed in interleaved rounds and each reports its best
 round, as in experiments/benchmark.py (both time with experiments/timing.py). Results and the
-machine they were measured on: README, Scaling out.
+machine they were measured on: docs/distributed.md.
 """
 
 from __future__ import annotations

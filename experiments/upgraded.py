@@ -6,8 +6,8 @@
 The architectures are gan.models' (`--arch`); every other option is the textbook's: 100
 epochs of batches of 128, Adam 2e-4 (beta_1 0.5). The best of the three (mlp-bn, by Fréchet
 distance and classifier score in experiments/results/upgraded) and the DCGAN, which was still
-improving at epoch 100, are also trained for 300 epochs, for the quality target. The README's
-"Exercises" section discusses the differences.
+improving at epoch 100, are also trained for 300 epochs, for the quality target.
+experiments/README.md discusses the differences.
 """
 
 import sys

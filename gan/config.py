@@ -265,7 +265,7 @@ class Config:
     jit: bool | None = _option(
         None,
         "compile the training step with XLA (default: on with a GPU, off on a CPU, where "
-        "XLA's matrix products measured about 2x slower; see README, Performance)",
+        "XLA made the step slower; see docs/performance.md)",
     )
     steps_per_call: int = _option(
         32,
@@ -277,7 +277,7 @@ class Config:
         "default",
         "tf.distribute strategy: default (one device), mirrored (every GPU of this machine, "
         "else its CPU) or multiworker (several machines, each described by the TF_CONFIG "
-        "environment variable; see README, Scaling out). --batch-size is the global batch, "
+        "environment variable; see docs/distributed.md). --batch-size is the global batch, "
         "split evenly over the replicas",
         choices=STRATEGIES,
     )

@@ -74,7 +74,7 @@ def is_chief(strategy: str, environ=os.environ) -> bool:
     except (ValueError, TypeError, KeyError) as error:
         raise UsageError(
             f"TF_CONFIG must be JSON with 'cluster' and 'task' {{'type', 'index'}} "
-            f"({type(error).__name__}: {error}); see README, Scaling out"
+            f"({type(error).__name__}: {error}); see docs/distributed.md"
         ) from None
     if "chief" in cluster:
         return task_type == "chief"

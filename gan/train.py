@@ -13,8 +13,7 @@ exit status 2. A run writes LOGDIR/RUN/:
     checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
 
-`--resume` continues a run from its latest checkpoint (see the README, "Checkpoints and
-resuming"). Exit status: 0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad
+`--resume` continues a run from its latest checkpoint (see docs/checkpoints.md). Exit status: 0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad
 input, 128 + signal number after Ctrl-C (130) or SIGTERM (143).
 """
 
