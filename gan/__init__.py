@@ -1,10 +1,13 @@
 """An MLP GAN on MNIST for Keras 3: a subclassed `keras.Model` with a compiled `train_step`.
 
-Modules: `config` (options), `data` (images), `models` (networks), `gan` (the training step),
-`callbacks` (everything that watches training), `train` (the CLI); evaluation: `generate`
+Modules: `config` (options), `data` (images; `mnist/` holds the bundled digits), `models`
+(networks), `losses` and `augment` (what the step may use), `gan` (the training step),
+`optimizers` (FusedAdam), `callbacks` (everything that watches training), `checkpoints` (the
+training state), `rundir` (the run directory: its files, lock and atomic writes), `safety`
+(signals, NaN guard), `distribute` (strategies), `train` (the CLI); evaluation: `generate`
 (samples from a trained generator), `evaluate` (scores against real images), `classifier` (the
-network the scores use), `metrics` (the statistics); `cli` (what the command lines share),
-`errors` (UsageError, the bad input they report in one line).
+network the scores use), `metrics` (the statistics), `images` (grids); `cli` (what the command
+lines share), `errors` (UsageError, the bad input they report in one line).
 """
 
 import os
