@@ -31,7 +31,8 @@ class EndToEnd:
     the steps it is given. summary() combines the rounds."""
 
     def __init__(self, path: str | Path, epochs: int):
-        self.path, self.epochs = str(Path(path).resolve()), epochs  # the children's cwd differs
+        self.given, self.epochs = str(path), epochs  # as typed: what the results record
+        self.path = str(Path(path).resolve())  # for the children, whose cwd may differ
         self.images = len(data.load_path(path))
         self.steps_per_epoch = self.images // Config().batch_size
         self.runs = {epochs: [], 2 * epochs: []}  # epochs -> run_gan_train's record per round
@@ -52,7 +53,7 @@ class EndToEnd:
         runs = [run for rounds in self.runs.values() for run in rounds]
         once, twice = (min(run["wall_seconds"] for run in rounds) for rounds in self.runs.values())
         return {
-            "command": f"python -m gan.train --data {self.path} --epochs N --logdir TMP",
+            "command": f"python -m gan.train --data {self.given} --epochs N --logdir TMP",
             "images": self.images,
             "epochs": list(self.runs),
             "steps_per_second": self._rate(once, twice),

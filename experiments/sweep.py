@@ -106,15 +106,15 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
         return 2
-    if args.only:  # several processes may train disjoint runs; a last one writes the results
-        for name in selected:
-            if not finished[name]:
-                print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
-                try:
-                    _train(configs[name], logdir / name, images, evaluator)
-                except safety.NonFiniteLoss as error:
-                    print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
-                    return 1
+    for name in selected:  # with --only, several processes may train disjoint runs
+        if not finished[name]:
+            print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
+            try:
+                _train(configs[name], logdir / name, images, evaluator)
+            except safety.NonFiniteLoss as error:
+                print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
+                return 1
+    if args.only:  # a last call without --only writes the results
         print(
             f"{experiment.name}: {', '.join(selected)} finished; run again without --only to "
             "write the results"
@@ -124,13 +124,6 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     results, grids = {}, {}
     for name, config in configs.items():
         run_dir = logdir / name
-        if not finished[name]:
-            print(f"== {experiment.name}: training {name} in {run_dir}", flush=True)
-            try:
-                _train(config, run_dir, images, evaluator)
-            except safety.NonFiniteLoss as error:
-                print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
-                return 1
         results[name] = run_result(run_dir, config.steps_per_epoch(len(images)))
         samples = _samples(run_dir, evaluator.held_out_count)  # the images it was scored on
         results[name]["generated"].update(confidence(evaluator, samples))
