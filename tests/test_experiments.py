@@ -144,6 +144,7 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
 
     mnist = quality.EXPERIMENTS["mnist"]
     techniques = set(PRESETS["best"]) - {"epochs"}
+    left_out = [f"best-with-{name}" for name in quality.WITH]
     assert set(mnist.runs) == {
         "best",
         "best-seed1",
@@ -151,7 +152,10 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
         "mlp-bn",
         "textbook",
         *(f"best-without-{name}" for name in techniques),
+        *(f"{name}{seed}" for name in left_out for seed in ("", "-seed1", "-seed2")),
     }
+    assert not set(quality.WITH) & techniques  # what best left out is not in it
+    assert set(quality.EXPERIMENTS["fashion"].runs) == {"best", "mlp-bn", *left_out}
     assert _quick(mnist, tmp_path, data_dir, cache_dir) == 0
 
     out = tmp_path / "out"
@@ -169,5 +173,6 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
     assert 0 < seconds[0] < seconds[1]  # training wall time after epochs 1 and 2
     readme = (out / "README.md").read_text()
     assert "Mean ± standard deviation over seeds" in readme and "| best | 3 |" in readme
+    assert all(f"| {name} | 3 |" in readme for name in left_out)
     assert "Made by `python -m experiments.quality --quick" in readme
     assert (out / "time.png").stat().st_size > 0 and (out / "best-seed1.png").stat().st_size > 0
