@@ -57,7 +57,14 @@ TARGET_FD = 3.0
 SURE = 0.99  # a sample the classifier is sure of: its most probable class has p > SURE
 
 # Options that say where a run lives or how often it reports, not what it trains.
-NOT_COMPARED = {"logdir", "run", "sample_every", "checkpoint_every", "eval_every"}
+NOT_COMPARED = {
+    "logdir",
+    "run",
+    "sample_every",
+    "checkpoint_interval",
+    "checkpoint_every",
+    "eval_every",
+}
 # Options compared but not listed as options in the tables: those that change only how fast a
 # run trains, and the epochs, which have a column of their own.
 NOT_SHOWN = {"jit", "steps_per_call", "profile_steps", "deterministic", "strategy", "epochs"}

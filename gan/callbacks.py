@@ -316,26 +316,37 @@ class SendSignal(keras.callbacks.Callback):
 
 
 class SaveCheckpoints(keras.callbacks.Callback):
-    """Saves a checkpoint after every `every`-th epoch, after the last one, and after the epoch
-    during which a stop was requested (gan.safety.StopRequest), then stops training.
+    """Saves a checkpoint after every `every`-th epoch, or, if `every` is None, after the first
+    epoch that ends `interval` seconds or more after the last save (or the start of training);
+    also after the last epoch, and after the epoch during which a stop was requested
+    (gan.safety.StopRequest), then stops training.
 
     The checkpoint is an epoch's commit point: put this callback after every callback that
     writes per-epoch outputs, so that a resumed run can drop whatever was written after the
-    latest checkpoint (gan.checkpoints.roll_back) and write it again exactly once.
+    latest checkpoint (gan.rundir.roll_back) and write it again exactly once.
     """
 
-    def __init__(self, checkpoints, every: int, epochs: int, stop_request):
+    def __init__(self, checkpoints, epochs: int, stop_request, every=None, interval=60.0):
         super().__init__()
         self.checkpoints = checkpoints
-        self.every = every
         self.epochs = epochs
         self.stop_request = stop_request
+        self.every = every
+        self.interval = interval
+
+    def on_train_begin(self, logs=None):
+        self.saved_at = time.monotonic()  # training starts from a checkpoint just made or read
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
         stopping = self.stop_request.signum is not None
-        if stopping or done % self.every == 0 or done == self.epochs:
+        if self.every is not None:
+            due = done % self.every == 0
+        else:
+            due = time.monotonic() - self.saved_at >= self.interval
+        if stopping or due or done == self.epochs:
             self.checkpoints.save(done)
+            self.saved_at = time.monotonic()
         if stopping:
             self.model.stop_training = True
 

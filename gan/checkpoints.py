@@ -1,5 +1,5 @@
-"""Checkpoints of a run, and what resuming one needs: save, check and restore the training state,
-and roll the run's per-epoch outputs back to the checkpoint.
+"""Checkpoints of a run: save, check and restore the training state (resuming also rolls the
+run's per-epoch outputs back to the checkpoint: gan.rundir.roll_back).
 
 LOGDIR/RUN/checkpoints/ckpt-E.{index,data-00000-of-00001} holds the state after E epochs
 (ckpt-0: before the first step), managed by tf.train.CheckpointManager (the newest KEEP stay):
@@ -28,25 +28,21 @@ save that fails (a full disk) removes its own files.
 Resuming survives damage: each checkpoint on disk (found from its files, also without the
 `checkpoint` index file) is tried newest first, and the newest whose every value reads back
 (checksums included) is restored; the newer, unreadable ones and the ckpt-N_temp* directories a
-kill or a full disk left are then removed, and the run's outputs rolled back to its epoch.
+kill or a full disk left are then removed.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 import shutil
-import struct
 from pathlib import Path
 
 import numpy as np
 
-from gan import rundir
 from gan.errors import UsageError
-from gan.rundir import PARTIAL_PREFIX, write_atomically
+from gan.rundir import write_atomically
 
 KEEP = 3  # checkpoints kept; older ones are deleted once a newer one is complete
 PREFIX = "ckpt"  # ckpt-E: the state after E epochs
@@ -83,6 +79,7 @@ class Checkpoints:
             "g_optimizer": list(model.g_optimizer.variables),
         }
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._finite = None  # see nonfinite_variables
         self.images_sha256 = images_sha256
         self._saved_sha256 = tf.Variable(images_sha256.encode(), trainable=False)
         self.directory = Path(directory)
@@ -187,12 +184,21 @@ class Checkpoints:
 
     def nonfinite_variables(self) -> list[str]:
         """Paths of the floating-point variables that hold a NaN or an infinity."""
-        return [
-            v.path
-            for variables in self.groups.values()
-            for v in variables
-            if np.issubdtype(np.dtype(v.dtype), np.floating) and not np.isfinite(v.numpy()).all()
-        ]
+        import tensorflow as tf
+
+        if self._finite is None:  # one compiled call: reading each variable would cost more
+            floats = [
+                v
+                for variables in self.groups.values()
+                for v in variables
+                if np.issubdtype(np.dtype(v.dtype), np.floating)
+            ]
+            finite = tf.function(
+                lambda: tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in floats])
+            )
+            self._finite = floats, finite
+        floats, finite = self._finite
+        return [v.path for v, ok in zip(floats, finite().numpy()) if not ok]
 
     def _check_matches(self, path: str) -> None:
         import tensorflow as tf
@@ -300,51 +306,6 @@ def newest_readable(directory: str | Path) -> tuple[Path | None, list[str]]:
     return None, []
 
 
-def roll_back(run_dir: str | Path, epochs_done: int, history: Path, samples: Path) -> list[str]:
-    """Removes every per-epoch output of epochs after `epochs_done` that a run wrote before it
-    was killed: TensorBoard events with step > epochs_done (in every events file under
-    run_dir), rows of the `history` CSV and `samples` grids epoch_NNN.png with NNN >
-    epochs_done. A resumed run then writes those epochs again, once.
-
-    It removes nothing else, with one exception: a record or row cut short at the very end
-    of a file (by a kill during its write). A file it cannot parse (a damaged record or row
-    anywhere else) is never cut at the damage: it is moved, untouched, to RUN/damaged/ (same
-    relative path), and the returned list holds one line saying so for each such file.
-
-    Every change replaces a file atomically, so a kill during the roll-back leaves each file
-    either as it was or rolled back, and the next resume finishes the job.
-    """
-    run_dir = Path(run_dir)
-    for stale in run_dir.rglob(PARTIAL_PREFIX + "*"):  # left by a roll-back that was killed
-        stale.unlink()
-    damaged = run_dir / rundir.DAMAGED
-    events = [p for p in sorted(run_dir.rglob("*tfevents*")) if damaged not in p.parents]
-    notices = []
-    for path, drop in [*((e, _drop_events_after) for e in events), (history, _drop_history_after)]:
-        if not path.exists():
-            continue
-        try:
-            drop(path, epochs_done)
-        except _Unparsable as problem:
-            destination = damaged / path.relative_to(run_dir)
-            for copy in range(1, 1000):  # never over a file moved there before
-                if not destination.exists():
-                    break
-                destination = destination.with_name(f"{path.name}.{copy}")
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            path.rename(destination)
-            notices.append(f"cannot parse {path} ({problem}); moved it untouched to {destination}")
-    for grid in samples.glob("epoch_*.png") if samples.is_dir() else ():
-        number = re.fullmatch(r"epoch_(\d+)\.png", grid.name)
-        if number and int(number[1]) > epochs_done:
-            grid.unlink()
-    return notices
-
-
-class _Unparsable(Exception):
-    """A file the roll-back cannot parse; the message says where and why."""
-
-
 _VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"  # tf.train.Checkpoint's key of a variable's value
 
 
@@ -356,78 +317,6 @@ def _fsync_checkpoint(save_path: str) -> None:
             os.fsync(handle)
         finally:
             os.close(handle)
-
-
-def _drop_events_after(path: Path, epochs_done: int) -> None:
-    """Rewrites an events file without the summaries of steps > epochs_done and without a
-    record cut short at its end; leaves the file alone if it has neither. Raises _Unparsable
-    if a record is damaged."""
-    from google.protobuf.message import DecodeError
-    from tensorboard.compat.proto import event_pb2
-
-    raw = path.read_bytes()
-    kept = bytearray()
-    for start, end, payload in _tfrecords(raw):
-        try:
-            event = event_pb2.Event.FromString(payload)
-        except DecodeError as error:
-            raise _Unparsable(f"the record at byte {start} is no event: {error}") from None
-        if not (event.HasField("summary") and event.step > epochs_done):
-            kept += raw[start:end]
-    if len(kept) != len(raw):
-        write_atomically(path, bytes(kept))
-
-
-def _tfrecords(raw: bytes):
-    """(start, end, payload) of each complete TFRecord in `raw`: u64 length, u32 masked CRC-32C
-    of the length, payload, u32 masked CRC-32C of the payload. Stops at a record cut short at
-    the end of `raw`; raises _Unparsable at a checksum that does not match."""
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-
-    start = 0
-    while start + 12 <= len(raw):
-        (length,), (length_crc,) = (
-            struct.unpack_from("<Q", raw, start),
-            struct.unpack_from("<I", raw, start + 8),
-        )
-        if masked_crc32c(raw[start : start + 8]) != length_crc:
-            raise _Unparsable(f"the length of the record at byte {start} fails its checksum")
-        end = start + 12 + length + 4
-        if end > len(raw):
-            return
-        payload = raw[start + 12 : end - 4]
-        if masked_crc32c(payload) != struct.unpack_from("<I", raw, end - 4)[0]:
-            raise _Unparsable(f"the record at byte {start} fails its checksum")
-        yield start, end, payload
-        start = end
-
-
-def _drop_history_after(path: Path, epochs_done: int) -> None:
-    """Rewrites the history CSV without the rows of epochs > epochs_done and without a row cut
-    short at its end (no line break after it); leaves it alone if it has neither. Raises
-    _Unparsable for a row whose epoch is not a whole number or whose fields do not match
-    the header."""
-    try:
-        original = path.read_bytes().decode()
-        text = original[: original.rfind("\n") + 1]  # without a last line cut short
-        if not text:  # not even a whole header: History starts the file again
-            path.unlink()
-            return
-        header, *rows = csv.reader(io.StringIO(text, newline=""))
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise _Unparsable(error) from None
-    if "epoch" not in header:
-        raise _Unparsable("no epoch column")
-    column = header.index("epoch")
-    for number, row in enumerate(rows, start=2):
-        if len(row) != len(header) or not row[column].isdigit():
-            raise _Unparsable(f"line {number} is not a row of {len(header)} fields with an epoch")
-    kept = io.StringIO()
-    writer = csv.writer(kept)  # as callbacks.History's csv.DictWriter writes it
-    writer.writerow(header)
-    writer.writerows(row for row in rows if int(row[column]) <= epochs_done)
-    if kept.getvalue() != original:
-        write_atomically(path, kept.getvalue().encode())
 
 
 def _remove(directory: Path, *patterns: str) -> None:

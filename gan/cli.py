@@ -10,6 +10,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import textwrap
 from collections.abc import Iterator
 
 from gan.data import available_source
@@ -18,7 +19,21 @@ from gan.errors import UsageError
 VERBOSE_VARIABLE = "GAN_VERBOSE"
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, but a help text is never broken inside a flag (`--sample-` / `every`)."""
+
+    def _split_lines(self, text, width):
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class Parser(argparse.ArgumentParser):
+    """argparse's parser with one-line errors (exit status 2) and help texts wrapped between
+    words only."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         # One line, no usage dump: the message already names the flag.
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

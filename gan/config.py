@@ -49,6 +49,7 @@ PRESETS = {
 # it lives. Every other option changes what the training steps compute, so it keeps its saved value.
 CHANGEABLE_ON_RESUME = (
     "epochs",
+    "checkpoint_interval",
     "checkpoint_every",
     "sample_every",
     "eval_every",  # scoring reads the generator only (tests/test_evaluate.py)
@@ -58,6 +59,19 @@ CHANGEABLE_ON_RESUME = (
     "logdir",
     "run",
 )
+
+# Options that Config.from_json fills in with their defaults when config.json lacks them (one
+# written before they existed): changeable on resume, and saying only how often a run writes
+# or how fast it trains, not how long, on what or where.
+_DEFAULT_IF_MISSING = (
+    "checkpoint_interval",
+    "checkpoint_every",
+    "sample_every",
+    "eval_every",
+    "steps_per_call",
+    "profile_steps",
+)
+assert set(_DEFAULT_IF_MISSING) <= set(CHANGEABLE_ON_RESUME)
 
 
 def _positive(value):
@@ -295,10 +309,17 @@ class Config:
         "the whole run, e.g. 5,10) for TensorBoard's profile tab",
         _step_range,
     )
-    checkpoint_every: int = _option(
-        1,
-        "save a checkpoint every N epochs (and after the last epoch, and on Ctrl-C) "
-        "under LOGDIR/RUN/checkpoints/",
+    checkpoint_interval: float = _option(
+        60.0,
+        "save a checkpoint under LOGDIR/RUN/checkpoints/ at the end of the first epoch that "
+        "ends this many seconds after the last save (and after the last epoch, and on Ctrl-C "
+        "or SIGTERM): a kill loses at most that and one epoch. Saving by time keeps short "
+        "epochs from paying for a checkpoint each (python -m experiments.epoch_overhead)",
+        _positive,
+    )
+    checkpoint_every: int | None = _option(
+        None,
+        "save a checkpoint every N epochs instead of every --checkpoint-interval seconds",
         _positive,
     )
     deterministic: bool = _option(
@@ -424,8 +445,9 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         """The Config that to_json wrote. Raises ValueError for text that is not JSON, and
-        UsageError for JSON that is not an object with exactly the options as keys (a
-        missing one is never filled in with its default) or has a bad value."""
+        UsageError for JSON that is not an object with exactly the options as keys or has a
+        bad value. A missing option is never filled in with its default, except those of
+        _DEFAULT_IF_MISSING (how often a run writes, how fast it trains)."""
         values = json.loads(text)
         if not isinstance(values, dict):
             raise UsageError(f"expected a JSON object of options, got {type(values).__name__}")
@@ -433,7 +455,7 @@ class Config:
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise UsageError(f"unknown options in config: {', '.join(unknown)}")
-        missing = [name for name in names if name not in values]
+        missing = [n for n in names if n not in values and n not in _DEFAULT_IF_MISSING]
         if missing:
             raise UsageError(f"options missing from config: {', '.join(missing)}")
         return cls(**values)

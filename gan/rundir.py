@@ -5,17 +5,22 @@ replaced atomically.
   there: gan.train (a new run and a resumed one) and gan.evaluate --run. A second process is
   refused with one line naming the holder (`RunInUse`, a UsageError: exit status 2).
 - `write_atomically`: replaces a file so that a kill leaves either the old or the new one.
+- `roll_back`: on resume, removes what a run wrote after its latest checkpoint, so that every
+  epoch is recorded exactly once; a file it cannot parse is moved aside, never cut.
 
 No TensorFlow here: the command lines check a run directory before TensorFlow loads.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
 import fcntl
+import io
 import os
 import re
 import shutil
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -126,7 +131,7 @@ def write_atomically(path: Path, content: bytes) -> None:
     one.
 
     The temporary name starts with .partial- (and never contains 'tfevents', so TensorBoard
-    does not read it); gan.checkpoints.roll_back deletes any that a kill left behind.
+    does not read it); roll_back deletes any that a kill left behind.
     """
     handle, temporary = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=path.parent)
     try:
@@ -211,3 +216,121 @@ def _holder(fd: int) -> str:
 
 def _in_use(run_dir: Path, holder: str) -> str:
     return f"run {run_dir} is in use by {holder}; wait for it or stop it"
+
+
+def roll_back(run_dir: str | Path, epochs_done: int) -> list[str]:
+    """Removes every per-epoch output of epochs after `epochs_done` that a run wrote before it
+    was killed: TensorBoard events with step > epochs_done (in every events file under
+    run_dir), rows of HISTORY and grids SAMPLES/epoch_NNN.png with NNN > epochs_done. A
+    resumed run then writes those epochs again, once.
+
+    It removes nothing else, with one exception: a record or row cut short at the very end
+    of a file (by a kill during its write). A file it cannot parse (a damaged record or row
+    anywhere else) is never cut at the damage: it is moved, untouched, to RUN/damaged/ (same
+    relative path), and the returned list holds one line saying so for each such file.
+
+    Every change replaces a file atomically, so a kill during the roll-back leaves each file
+    either as it was or rolled back, and the next resume finishes the job.
+    """
+    run_dir = Path(run_dir)
+    history, samples = run_dir / HISTORY, run_dir / SAMPLES
+    for stale in run_dir.rglob(PARTIAL_PREFIX + "*"):  # left by a roll-back that was killed
+        stale.unlink()
+    damaged = run_dir / DAMAGED
+    events = [p for p in sorted(run_dir.rglob("*tfevents*")) if damaged not in p.parents]
+    notices = []
+    for path, drop in [*((e, _drop_events_after) for e in events), (history, _drop_history_after)]:
+        if not path.exists():
+            continue
+        try:
+            drop(path, epochs_done)
+        except _Unparsable as problem:
+            destination = damaged / path.relative_to(run_dir)
+            for copy in range(1, 1000):  # never over a file moved there before
+                if not destination.exists():
+                    break
+                destination = destination.with_name(f"{path.name}.{copy}")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(destination)
+            notices.append(f"cannot parse {path} ({problem}); moved it untouched to {destination}")
+    for grid in samples.glob("epoch_*.png") if samples.is_dir() else ():
+        number = re.fullmatch(r"epoch_(\d+)\.png", grid.name)
+        if number and int(number[1]) > epochs_done:
+            grid.unlink()
+    return notices
+
+
+class _Unparsable(Exception):
+    """A file the roll-back cannot parse; the message says where and why."""
+
+
+def _drop_events_after(path: Path, epochs_done: int) -> None:
+    """Rewrites an events file without the summaries of steps > epochs_done and without a
+    record cut short at its end; leaves the file alone if it has neither. Raises _Unparsable
+    if a record is damaged."""
+    from google.protobuf.message import DecodeError
+    from tensorboard.compat.proto import event_pb2
+
+    raw = path.read_bytes()
+    kept = bytearray()
+    for start, end, payload in _tfrecords(raw):
+        try:
+            event = event_pb2.Event.FromString(payload)
+        except DecodeError as error:
+            raise _Unparsable(f"the record at byte {start} is no event: {error}") from None
+        if not (event.HasField("summary") and event.step > epochs_done):
+            kept += raw[start:end]
+    if len(kept) != len(raw):
+        write_atomically(path, bytes(kept))
+
+
+def _tfrecords(raw: bytes):
+    """(start, end, payload) of each complete TFRecord in `raw`: u64 length, u32 masked CRC-32C
+    of the length, payload, u32 masked CRC-32C of the payload. Stops at a record cut short at
+    the end of `raw`; raises _Unparsable at a checksum that does not match."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    start = 0
+    while start + 12 <= len(raw):
+        (length,), (length_crc,) = (
+            struct.unpack_from("<Q", raw, start),
+            struct.unpack_from("<I", raw, start + 8),
+        )
+        if masked_crc32c(raw[start : start + 8]) != length_crc:
+            raise _Unparsable(f"the length of the record at byte {start} fails its checksum")
+        end = start + 12 + length + 4
+        if end > len(raw):
+            return
+        payload = raw[start + 12 : end - 4]
+        if masked_crc32c(payload) != struct.unpack_from("<I", raw, end - 4)[0]:
+            raise _Unparsable(f"the record at byte {start} fails its checksum")
+        yield start, end, payload
+        start = end
+
+
+def _drop_history_after(path: Path, epochs_done: int) -> None:
+    """Rewrites the history CSV without the rows of epochs > epochs_done and without a row cut
+    short at its end (no line break after it); leaves it alone if it has neither. Raises
+    _Unparsable for a row whose epoch is not a whole number or whose fields do not match
+    the header."""
+    try:
+        original = path.read_bytes().decode()
+        text = original[: original.rfind("\n") + 1]  # without a last line cut short
+        if not text:  # not even a whole header: History starts the file again
+            path.unlink()
+            return
+        header, *rows = csv.reader(io.StringIO(text, newline=""))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise _Unparsable(error) from None
+    if "epoch" not in header:
+        raise _Unparsable("no epoch column")
+    column = header.index("epoch")
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(header) or not row[column].isdigit():
+            raise _Unparsable(f"line {number} is not a row of {len(header)} fields with an epoch")
+    kept = io.StringIO()
+    writer = csv.writer(kept)  # as callbacks.History's csv.DictWriter writes it
+    writer.writerow(header)
+    writer.writerows(row for row in rows if int(row[column]) <= epochs_done)
+    if kept.getvalue() != original:
+        write_atomically(path, kept.getvalue().encode())

@@ -124,9 +124,7 @@ class Training:
                         f"pass --epochs N with N > {self.epochs_done} to train it longer"
                     )
                 self.checkpoints.make_latest(self.epochs_done)
-                self.notices += checkpoints.roll_back(
-                    run_dir, self.epochs_done, self.history_csv, self.samples_dir
-                )
+                self.notices += rundir.roll_back(run_dir, self.epochs_done)
                 rundir.write_atomically(run_dir / rundir.CONFIG, config.to_json().encode())
                 if self.checkpoints.latest is None:  # killed before its first checkpoint
                     self.checkpoints.save(0)
@@ -188,7 +186,11 @@ class Training:
                         *([callbacks.SendSignal(hook, steps_per_epoch)] if hook else []),
                         # after every per-epoch writer: the checkpoint commits the epoch
                         callbacks.SaveCheckpoints(
-                            self.checkpoints, config.checkpoint_every, config.epochs, stop
+                            self.checkpoints,
+                            config.epochs,
+                            stop,
+                            every=config.checkpoint_every,
+                            interval=config.checkpoint_interval,
                         ),
                         callbacks.SaveNetworks(run_dir),
                         callbacks.Profile(run_dir, config.profile_steps, steps_per_epoch),

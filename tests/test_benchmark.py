@@ -25,7 +25,10 @@ print("tensorflow" in sys.modules)
 """
 
 
-@pytest.mark.parametrize("module", ["experiments.benchmark", "experiments.precision_benchmark"])
+@pytest.mark.parametrize(
+    "module",
+    ["experiments.benchmark", "experiments.precision_benchmark", "experiments.epoch_overhead"],
+)
 def test_help_answers_before_tensorflow_is_imported(module):
     code = HELP_THEN_TENSORFLOW_IMPORTED.format(module=module)
     done = subprocess.run(
@@ -97,3 +100,32 @@ def test_end_to_end_times_the_real_command_and_its_start_up(data_dir):
     assert all(seconds >= 0 for seconds in phases.values()), phases
     table = "\n".join(_end_to_end_markdown({"tiny": summary}, textbook=1.0, default=1.0, batch=128))
     assert "| 300 images |" in table and "| total | **" in table
+
+
+def test_epoch_overhead_times_each_callback_and_restores_them(data_dir, tmp_path):
+    from experiments import epoch_overhead
+    from gan import callbacks
+
+    hooks_before = {
+        (name, hook): getattr(cls, hook)
+        for name, cls in vars(callbacks).items()
+        if isinstance(cls, type)
+        for hook in epoch_overhead.HOOKS
+        if hasattr(cls, hook)
+    }
+    out = tmp_path / "overhead.md"
+    argv = ["--epochs", "4", "--data", str(data_dir), "--out", str(out)]
+    assert epoch_overhead.main(argv) == 0
+
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+        for line in out.read_text().splitlines()
+        if line.startswith("| ")
+    }
+    every_epoch_ms, _, by_interval_ms, _ = rows["SaveCheckpoints"]
+    assert float(every_epoch_ms) > 0  # a checkpoint after epochs 2 and 3
+    assert float(by_interval_ms) == 0  # none within the default interval
+    assert {"StopOnNonFinite", "History", "ScalarSummaries", "all callbacks"} <= set(rows)
+    assert hooks_before == {
+        key: getattr(getattr(callbacks, key[0]), key[1]) for key in hooks_before
+    }

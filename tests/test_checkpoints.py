@@ -6,8 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import stat
-import struct
+import types
 
 import keras
 import numpy as np
@@ -15,9 +14,9 @@ import pytest
 import tensorflow as tf
 from conftest import make_images
 
-from gan import data
-from gan.callbacks import StopOnNonFinite
-from gan.checkpoints import CheckpointError, Checkpoints, fingerprint, roll_back
+from gan import callbacks, data
+from gan.callbacks import SaveCheckpoints, StopOnNonFinite
+from gan.checkpoints import CheckpointError, Checkpoints, fingerprint
 from gan.config import Config
 from gan.errors import UsageError
 from gan.gan import build_gan
@@ -208,28 +207,6 @@ def test_nonfinite_variables_are_found(tmp_path):
     assert store.nonfinite_variables() == [kernel.path]
 
 
-def _write_epochs(run_dir, epochs):
-    """Per-epoch outputs as a run writes them: events (scalars and an image), history rows,
-    grids; then a record cut short, as by a kill during a write."""
-    writer = tf.summary.create_file_writer(str(run_dir))
-    with writer.as_default():
-        for epoch in epochs:
-            tf.summary.scalar("d_loss", 0.1 * epoch, step=epoch)
-            tf.summary.image("samples", np.zeros((1, 4, 4, 1), np.float32), step=epoch)
-    writer.close()
-    (events,) = run_dir.glob("*tfevents*")
-    with open(events, "ab") as file:
-        file.write(b"\x10\x00\x00")
-    with open(run_dir / "history.csv", "w", newline="") as file:
-        rows = csv.DictWriter(file, fieldnames=["epoch", "d_loss"])
-        rows.writeheader()
-        rows.writerows({"epoch": epoch, "d_loss": 0.1 * epoch} for epoch in epochs)
-    (run_dir / "samples").mkdir()
-    for epoch in epochs:
-        (run_dir / "samples" / f"epoch_{epoch:03d}.png").write_bytes(b"png")
-    return events
-
-
 HPARAMS_TAGS = "_hparams_/"  # the run's options, logged once per start at step 0, not per epoch
 
 
@@ -242,102 +219,6 @@ def _steps(events):
         for value in event.summary.value
         if not value.tag.startswith(HPARAMS_TAGS)
     ]
-
-
-def test_roll_back_removes_every_output_after_the_checkpoint_epoch(tmp_path):
-    events = _write_epochs(tmp_path, [1, 2, 3])
-    os.chmod(events, 0o644)
-    (tmp_path / ".partial-x1").write_bytes(b"left by a killed roll-back")
-    history, samples = tmp_path / "history.csv", tmp_path / "samples"
-
-    roll_back(tmp_path, 2, history, samples)
-
-    assert _steps(events) == [("d_loss", 1), ("samples", 1), ("d_loss", 2), ("samples", 2)]
-    assert stat.S_IMODE(events.stat().st_mode) == 0o644
-    with open(history, newline="") as file:
-        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
-    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
-    assert not list(tmp_path.glob(".partial-*"))
-    kept = events.read_bytes()
-    roll_back(tmp_path, 2, history, samples)  # nothing more to do
-    assert events.read_bytes() == kept
-
-
-def _record(payload: bytes) -> bytes:
-    """A TFRecord: length, its masked CRC-32C, payload, its masked CRC-32C."""
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-
-    length = struct.pack("<Q", len(payload))
-    return (
-        length
-        + struct.pack("<I", masked_crc32c(length))
-        + payload
-        + struct.pack("<I", masked_crc32c(payload))
-    )
-
-
-def _corrupt_length(events, history):
-    content = bytearray(events.read_bytes())
-    first_length = struct.unpack_from("<Q", content)[0]
-    content[12 + first_length + 4] ^= 0x01  # the second record's length field
-    events.write_bytes(bytes(content))
-
-
-def _bad_protobuf(events, history):
-    content = events.read_bytes()
-    first_end = 12 + struct.unpack_from("<Q", content)[0] + 4
-    events.write_bytes(content[:first_end] + _record(b"\xff\xff\xff") + content[first_end:])
-
-
-def _bad_csv_row(events, history):
-    with open(history, "a", newline="") as file:
-        file.write("not,a,row\r\n4,0.4\r\n")
-
-
-ROLL_BACK_DAMAGE = {  # case -> (damage, the damaged file)
-    "corrupt-length": (_corrupt_length, "events"),
-    "bad-protobuf": (_bad_protobuf, "events"),
-    "bad-csv-row": (_bad_csv_row, "history"),
-}
-
-
-@pytest.mark.parametrize("case", ROLL_BACK_DAMAGE)
-def test_roll_back_moves_a_damaged_file_aside_untouched_and_rolls_back_the_rest(tmp_path, case):
-    damage, which = ROLL_BACK_DAMAGE[case]
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    events = _write_epochs(run_dir, [1, 2, 3])
-    history, samples = run_dir / "history.csv", run_dir / "samples"
-    damage(events, history)
-    damaged_file = {"events": events, "history": history}[which]
-    content = damaged_file.read_bytes()
-
-    notices = roll_back(run_dir, 2, history, samples)
-
-    moved = run_dir / "damaged" / damaged_file.name
-    (notice,) = notices
-    assert notice.startswith(f"cannot parse {damaged_file} (")
-    assert notice.endswith(f"); moved it untouched to {moved}")
-    assert not damaged_file.exists() and moved.read_bytes() == content  # every epoch kept
-    if which == "history":
-        assert [tag_step[1] for tag_step in _steps(events)] == [1, 1, 2, 2]  # rolled back
-    else:
-        with open(history, newline="") as file:
-            assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
-    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
-    assert roll_back(run_dir, 2, history, samples) == []  # damaged/ is left alone
-    assert moved.read_bytes() == content
-
-
-def test_roll_back_drops_a_history_row_cut_short_at_the_end(tmp_path):
-    events = _write_epochs(tmp_path, [1, 2])
-    history = tmp_path / "history.csv"
-    with open(history, "a", newline="") as file:
-        file.write("3,0.")  # a kill during the write of epoch 3's row
-    assert roll_back(tmp_path, 2, history, tmp_path / "samples") == []
-    with open(history, newline="") as file:
-        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
-    assert {step for _, step in _steps(events)} == {1, 2}
 
 
 def _poison(make_dataset, epoch, step):
@@ -355,7 +236,7 @@ def test_poisoned_batch_stops_training_and_keeps_the_last_good_checkpoint(
     tmp_path, images, monkeypatch
 ):
     monkeypatch.setattr(data, "make_dataset", _poison(data.make_dataset, epoch=3, step=5))
-    config = Config(epochs=4, batch_size=32, noise_dim=8, jit=False)  # 300 images: 9 steps
+    config = Config(epochs=4, batch_size=32, noise_dim=8, jit=False, checkpoint_every=1)
     run_dir = tmp_path / "run"
     # NaN pixels make NaN gradients, hence NaN weights. The losses may stay finite: in a compiled
     # step on CPU the fused MatMul+BiasAdd+Relu kernel maps NaN to 0, so D's output never sees
@@ -421,3 +302,39 @@ def test_checkpoints_use_the_optimizers_as_compiled_without_adding_variables(
     assert model.d_optimizer.variables + model.g_optimizer.variables == optimizer_variables
     paths = [v.path for v in optimizer_variables]
     assert len(paths) == len(set(paths))
+
+
+@pytest.mark.parametrize(
+    ("every", "ends", "saved"),
+    [
+        # by interval (60 s): the first epoch end 60 s or more after the last save; the last
+        (None, [10, 59, 61, 100, 121, 130], [3, 5, 6]),
+        # every 2 epochs, whatever the time; the last
+        (2, [100, 200, 300, 400, 500], [2, 4, 5]),
+    ],
+)
+def test_checkpoints_are_saved_by_interval_or_every_n_epochs_and_after_the_last(
+    monkeypatch, every, ends, saved
+):
+    now = [0.0]  # seconds: the start of training, then each epoch's end
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    store = types.SimpleNamespace(saves=[])
+    store.save = store.saves.append
+    stop = types.SimpleNamespace(signum=None)
+    saver = SaveCheckpoints(store, len(ends), stop, every=every, interval=60.0)
+    saver.on_train_begin()
+    for epoch, end in enumerate(ends):
+        now[0] = end
+        saver.on_epoch_end(epoch)
+    assert store.saves == saved
+
+
+def test_a_stop_request_saves_the_epoch_and_stops():
+    store = types.SimpleNamespace(saves=[])
+    store.save = store.saves.append
+    stop = types.SimpleNamespace(signum=signal.SIGTERM)
+    saver = SaveCheckpoints(store, 10, stop, interval=60.0)
+    saver.set_model(types.SimpleNamespace(stop_training=False))
+    saver.on_train_begin()
+    saver.on_epoch_end(2)
+    assert store.saves == [3] and saver.model.stop_training

@@ -69,10 +69,16 @@ def test_json_that_is_not_an_object_is_rejected(text):
         Config.from_json(text)
 
 
+def test_json_missing_an_option_a_resume_may_change_takes_its_default():
+    values = json.loads(Config(checkpoint_every=3).to_json())
+    del values["checkpoint_every"], values["checkpoint_interval"]  # as in an older config.json
+    assert Config.from_json(json.dumps(values)) == Config()
+
+
 def test_json_with_missing_options_is_rejected_naming_them():
     values = json.loads(Config().to_json())
-    del values["lr"], values["seed"]
-    with pytest.raises(UsageError, match="^options missing from config: lr, seed$"):
+    del values["lr"], values["seed"], values["epochs"]
+    with pytest.raises(UsageError, match="^options missing from config: epochs, lr, seed$"):
         Config.from_json(json.dumps(values))
 
 

@@ -76,7 +76,7 @@ def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run
     images = write_idx(tmp_path / "images-idx3-ubyte", make_images(2000))
     logs = tmp_path / "logs"
     flags = ["--epochs", 4, "--data", images, "--logdir", logs, "--deterministic"]
-    flags += ["--sample-every", 1]
+    flags += ["--sample-every", 1, "--checkpoint-every", 1]
     whole = start_cli(*flags, "--run", "whole")  # side by side: two cores
     killed = finish(start_cli(*flags, "--run", "killed", env={HOOK: "SIGKILL@37"}))
     assert finish(whole).returncode == 0
@@ -120,7 +120,18 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     images = write_idx(tmp_path / "images-idx3-ubyte", make_images(512))
     logs = tmp_path / "logs"
     flags = ["--epochs", 3, "--data", images, "--logdir", logs, "--deterministic"]
-    flags += ["--arch", "mlp-bn", "--ema", 0.9, "--lr-schedule", "linear", "--loss", "hinge"]
+    flags += [
+        "--checkpoint-every",
+        1,
+        "--arch",
+        "mlp-bn",
+        "--ema",
+        0.9,
+        "--lr-schedule",
+        "linear",
+        "--loss",
+        "hinge",
+    ]
     flags += ["--augment", "translation,cutout", "--r1", 1, "--spectral-norm", "--d-lr", 4e-4]
     whole = start_cli(*flags, "--run", "whole")
     killed = run_cli(*flags, "--run", "killed", env={HOOK: "SIGKILL@epoch2"})
@@ -194,6 +205,7 @@ def _truncate_data(prefix):
 def test_resume_skips_a_damaged_checkpoint_and_writes_every_epoch_once(tmp_path, data_dir):
     logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
     flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
+    flags += ["--checkpoint-every", 1]
     assert run_cli(*flags, "--epochs", 3).returncode == 0
     _truncate_data(run_dir / "checkpoints" / "ckpt-3")
     resumed = run_cli("--logdir", logs, "--run", "r", "--resume", "--epochs", 4)
@@ -212,6 +224,7 @@ def test_a_run_without_a_complete_checkpoint_restarts_in_place_from_epoch_0(tmp_
     """As a kill or a full disk during ckpt-0 leaves a run: config.json, no checkpoint."""
     logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
     flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
+    flags += ["--checkpoint-every", 1]
     assert run_cli(*flags, "--epochs", 1).returncode == 0
     for path in (run_dir / "checkpoints").iterdir():
         path.unlink()

@@ -12,13 +12,17 @@ import os
 import re
 import shlex
 import signal
+import stat
+import struct
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module, write_idx
+from test_checkpoints import _steps as event_steps
 from test_resume import _latest, _steps
 from test_train import METRICS, finish, run_cli, start_cli
 
@@ -163,7 +167,8 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_with_exit_1(
     monkeypatch.setattr(checkpoints, "_fsync_checkpoint", no_space)
     logs = tmp_path / "logs"
     code = train.main(["--data", str(data_dir), "--logdir", str(logs), "--run", "r",
-                       "--epochs", "3", "--noise-dim", "8", "--no-jit"])  # fmt: skip
+                       "--epochs", "3", "--noise-dim", "8", "--no-jit",
+                       "--checkpoint-every", "1"])  # fmt: skip
     assert code == 1
     last = capfd.readouterr().err.splitlines()[-1]
     assert last.startswith("python -m gan.train: error: the disk is full: could not write ")
@@ -210,3 +215,121 @@ def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes_once_there_is_spac
     assert resumed.returncode == 0, resumed.stderr
     assert _history_epochs(run_dir) == ["1", "2", "3"]
     assert all(_steps(run_dir)[name] == [1, 2, 3] for name in METRICS)
+
+
+def _write_epochs(run_dir, epochs):
+    """Per-epoch outputs as a run writes them: events (scalars and an image), history rows,
+    grids; then a record cut short, as by a kill during a write."""
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        for epoch in epochs:
+            tf.summary.scalar("d_loss", 0.1 * epoch, step=epoch)
+            tf.summary.image("samples", np.zeros((1, 4, 4, 1), np.float32), step=epoch)
+    writer.close()
+    (events,) = run_dir.glob("*tfevents*")
+    with open(events, "ab") as file:
+        file.write(b"\x10\x00\x00")
+    with open(run_dir / "history.csv", "w", newline="") as file:
+        rows = csv.DictWriter(file, fieldnames=["epoch", "d_loss"])
+        rows.writeheader()
+        rows.writerows({"epoch": epoch, "d_loss": 0.1 * epoch} for epoch in epochs)
+    (run_dir / "samples").mkdir()
+    for epoch in epochs:
+        (run_dir / "samples" / f"epoch_{epoch:03d}.png").write_bytes(b"png")
+    return events
+
+
+def test_roll_back_removes_every_output_after_the_checkpoint_epoch(tmp_path):
+    events = _write_epochs(tmp_path, [1, 2, 3])
+    os.chmod(events, 0o644)
+    (tmp_path / ".partial-x1").write_bytes(b"left by a killed roll-back")
+    history, samples = tmp_path / "history.csv", tmp_path / "samples"
+
+    rundir.roll_back(tmp_path, 2)
+
+    assert event_steps(events) == [("d_loss", 1), ("samples", 1), ("d_loss", 2), ("samples", 2)]
+    assert stat.S_IMODE(events.stat().st_mode) == 0o644
+    with open(history, newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert not list(tmp_path.glob(".partial-*"))
+    kept = events.read_bytes()
+    rundir.roll_back(tmp_path, 2)  # nothing more to do
+    assert events.read_bytes() == kept
+
+
+def _record(payload: bytes) -> bytes:
+    """A TFRecord: length, its masked CRC-32C, payload, its masked CRC-32C."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    length = struct.pack("<Q", len(payload))
+    return (
+        length
+        + struct.pack("<I", masked_crc32c(length))
+        + payload
+        + struct.pack("<I", masked_crc32c(payload))
+    )
+
+
+def _corrupt_length(events, history):
+    content = bytearray(events.read_bytes())
+    first_length = struct.unpack_from("<Q", content)[0]
+    content[12 + first_length + 4] ^= 0x01  # the second record's length field
+    events.write_bytes(bytes(content))
+
+
+def _bad_protobuf(events, history):
+    content = events.read_bytes()
+    first_end = 12 + struct.unpack_from("<Q", content)[0] + 4
+    events.write_bytes(content[:first_end] + _record(b"\xff\xff\xff") + content[first_end:])
+
+
+def _bad_csv_row(events, history):
+    with open(history, "a", newline="") as file:
+        file.write("not,a,row\r\n4,0.4\r\n")
+
+
+ROLL_BACK_DAMAGE = {  # case -> (damage, the damaged file)
+    "corrupt-length": (_corrupt_length, "events"),
+    "bad-protobuf": (_bad_protobuf, "events"),
+    "bad-csv-row": (_bad_csv_row, "history"),
+}
+
+
+@pytest.mark.parametrize("case", ROLL_BACK_DAMAGE)
+def test_roll_back_moves_a_damaged_file_aside_untouched_and_rolls_back_the_rest(tmp_path, case):
+    damage, which = ROLL_BACK_DAMAGE[case]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    events = _write_epochs(run_dir, [1, 2, 3])
+    history, samples = run_dir / "history.csv", run_dir / "samples"
+    damage(events, history)
+    damaged_file = {"events": events, "history": history}[which]
+    content = damaged_file.read_bytes()
+
+    notices = rundir.roll_back(run_dir, 2)
+
+    moved = run_dir / "damaged" / damaged_file.name
+    (notice,) = notices
+    assert notice.startswith(f"cannot parse {damaged_file} (")
+    assert notice.endswith(f"); moved it untouched to {moved}")
+    assert not damaged_file.exists() and moved.read_bytes() == content  # every epoch kept
+    if which == "history":
+        assert [tag_step[1] for tag_step in event_steps(events)] == [1, 1, 2, 2]  # rolled back
+    else:
+        with open(history, newline="") as file:
+            assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert sorted(p.name for p in samples.iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    assert rundir.roll_back(run_dir, 2) == []  # damaged/ is left alone
+    assert moved.read_bytes() == content
+
+
+def test_roll_back_drops_a_history_row_cut_short_at_the_end(tmp_path):
+    events = _write_epochs(tmp_path, [1, 2])
+    history = tmp_path / "history.csv"
+    with open(history, "a", newline="") as file:
+        file.write("3,0.")  # a kill during the write of epoch 3's row
+    assert rundir.roll_back(tmp_path, 2) == []
+    with open(history, newline="") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert {step for _, step in event_steps(events)} == {1, 2}

@@ -151,6 +151,7 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
         (["--lr", "fast"], "--lr: expected a number, got 'fast'"),
         (["--beta1", "-0.1"], "--beta1 must be in [0, 1)"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be a number > 0"),
+        (["--checkpoint-interval", "nan"], "--checkpoint-interval must be a number > 0"),
         (["--arch", "vgg"], "--arch must be one of mlp, mlp-bn, dcgan, got 'vgg'"),
         (["--g-hidden", "256,0"], "--g-hidden must be layer widths separated by commas"),
         (
