@@ -79,8 +79,9 @@ class EndToEnd:
         return self.epochs * self.steps_per_epoch / (twice - once)
 
 
-def run_gan_train(path: str, epochs: int) -> dict:
-    """Runs `python -m gan.train --data PATH --epochs EPOCHS` with a temporary --logdir.
+def run_gan_train(path: str, epochs: int, *options: str) -> dict:
+    """Runs `python -m gan.train --data PATH --epochs EPOCHS [OPTIONS]` with a temporary
+    --logdir.
     Returns its wall seconds; seconds from launch to its "Training on" line (printed once the
     networks are built); each epoch's seconds (history.csv); seconds from its last "Epoch:"
     line to its exit; its peak resident memory in MB. Raises RuntimeError with the command's
@@ -91,7 +92,7 @@ def run_gan_train(path: str, epochs: int) -> dict:
     until it execs."""
     with tempfile.TemporaryDirectory() as logdir, tempfile.TemporaryFile() as stderr:
         command = [sys.executable, "-m", "gan.train", "--data", path, "--epochs", str(epochs)]
-        command += ["--logdir", logdir, "--run", "run"]
+        command += [*options, "--logdir", logdir, "--run", "run"]
         started = time.perf_counter()
         child = subprocess.Popen(
             command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True

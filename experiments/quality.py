@@ -33,7 +33,9 @@ def runs(ablations: bool = True) -> dict:
     if not ablations:
         return {
             "best": {"preset": "best"},
-            **{f"best-with-{name}": {"preset": "best", name: value} for name, value in WITH.items()},
+            **{
+                f"best-with-{name}": {"preset": "best", name: value} for name, value in WITH.items()
+            },
             "mlp-bn": {"arch": "mlp-bn"},
         }
     techniques = [name for name in BEST if name != "epochs"]

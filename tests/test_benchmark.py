@@ -27,7 +27,12 @@ print("tensorflow" in sys.modules)
 
 @pytest.mark.parametrize(
     "module",
-    ["experiments.benchmark", "experiments.precision_benchmark", "experiments.epoch_overhead"],
+    [
+        "experiments.benchmark",
+        "experiments.precision_benchmark",
+        "experiments.epoch_overhead",
+        "experiments.preset_time",
+    ],
 )
 def test_help_answers_before_tensorflow_is_imported(module):
     code = HELP_THEN_TENSORFLOW_IMPORTED.format(module=module)
@@ -129,3 +134,20 @@ def test_epoch_overhead_times_each_callback_and_restores_them(data_dir, tmp_path
     assert hooks_before == {
         key: getattr(getattr(callbacks, key[0]), key[1]) for key in hooks_before
     }
+
+
+def test_preset_time_trains_each_preset_and_projects_its_epochs(data_dir, tmp_path):
+    from experiments import preset_time
+    from gan.config import PRESETS, Config
+
+    out = tmp_path / "presets.md"
+    assert preset_time.main(["--epochs", "3", "--data", str(data_dir), "--out", str(out)]) == 0
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    by_preset = {row[0].strip("| "): row for row in rows[2:]}
+    assert set(by_preset) == set(PRESETS)
+    for name, row in by_preset.items():
+        epoch = float(row[2].removesuffix(" s"))
+        minutes, seconds = row[5].removesuffix(" s").split(" min ")
+        projected = 60 * int(minutes) + float(seconds)
+        assert int(row[4]) == Config.from_options(preset=name).epochs
+        assert projected == pytest.approx(epoch * int(row[4]), abs=0.01 * int(row[4]) + 0.5)

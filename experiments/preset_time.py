@@ -1,0 +1,77 @@
+"""How long each preset of gan.config.PRESETS trains on this machine, as a user runs it.
+
+    python -m experiments.preset_time [--epochs 10] [--data PATH] [--out FILE.md]
+
+Runs `python -m gan.train --preset NAME --epochs EPOCHS` for each preset, one at a time, on
+the 10,000 MNIST digits (experiments.end_to_end.run_gan_train), takes its median epoch from
+history.csv (the first, which traces the step, left out) and projects the preset's own number
+of epochs: the training a user of `--preset NAME` waits for, without start-up, evaluations or
+checkpoints. Run it on an otherwise idle machine: the load average is in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+from experiments.end_to_end import run_gan_train
+from experiments.timing import DEFAULT_DATA, PROJECT_ROOT
+from gan.config import PRESETS, Config
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.preset_time", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default: 10)")
+    parser.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="the images (default: the 10,000 MNIST digits)"
+    )
+    parser.add_argument("--out", help="also write the table to this Markdown file")
+    args = parser.parse_args(argv)
+    if args.epochs < 3:
+        parser.error("--epochs must be at least 3: the first epoch is not counted")
+
+    lines = [
+        f"`{shlex.join(['python', '-m', 'experiments.preset_time', *argv])}`",
+        "",
+        "| preset | epochs timed | median epoch | steps/s | its epochs | projected training time "
+        "| start-up to the first epoch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    from gan import data
+
+    path = Path(args.data).resolve()
+    images = len(data.load_path(path))
+    for name in PRESETS:
+        config = Config.from_options(preset=name)
+        run = run_gan_train(str(path), args.epochs, "--preset", name)
+        epoch = statistics.median(run["epoch_seconds"][1:])
+        steps = config.steps_per_epoch(images)
+        lines.append(
+            f"| {name} | {args.epochs} | {epoch:.2f} s | {steps / epoch:.1f} | {config.epochs} "
+            f"| {_minutes(epoch * config.epochs)} | {run['to_training_line_seconds']:.1f} s |"
+        )
+    lines += [
+        "",
+        f"On {os.path.relpath(path, PROJECT_ROOT)}: {images:,} images ({os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the "
+        "end). Projected training time: the median epoch times the preset's epochs.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
