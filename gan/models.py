@@ -191,7 +191,7 @@ def conditional_generator(body: keras.Sequential, noise_dim: int, num_classes: i
     label reaches every pixel through the first Dense layer)."""
     noise = keras.Input((noise_dim,), name="noise")
     labels = keras.Input((), dtype="int32", name="label")
-    embedded = layers.Embedding(num_classes, LABEL_EMBEDDING, name=GENERATOR_EMBEDDING)(labels)
+    embedded = _class_vectors(labels, num_classes, LABEL_EMBEDDING, GENERATOR_EMBEDDING)
     return keras.Model(
         [noise, labels],
         _apply(body.layers, layers.Concatenate()([noise, embedded])),
@@ -203,19 +203,15 @@ def projection_discriminator(body: keras.Sequential, num_classes: int):
     """[images float32 (B, 28, 28, 1), labels int32 (B,)] -> logits float32 (B, 1): the
     projection discriminator of Miyato & Koyama (2018), logit = psi(phi(x)) + embed(y) . phi(x),
     where phi is every layer of the unconditional `body` but its last, psi its last (Dense 1),
-    and embed(y) a learned vector per class of phi's width. The label enters as an inner
-    product with the features, which is what the logit of a conditional model of p(y|x) has:
-    unlike a one-hot concatenated to the input, it cannot be ignored by D, and it adds only
-    num_classes x width weights."""
+    and embed(y) a learned vector per class of phi's width (num_classes x width weights).
+    The label enters as an inner product with the features: the form D's optimal logit takes
+    when the class posteriors are log-linear in phi(x) (the paper's derivation), instead of a
+    one-hot concatenated to the input, which D must learn to use (see docs/training.md)."""
     images = keras.Input(IMAGE_SHAPE, name="image")
     labels = keras.Input((), dtype="int32", name="label")
     *phi, psi = body.layers
     features = _apply(phi, images)
-    # embed(y) as a Dense layer on y's one-hot: the same matrix as an Embedding's, but a
-    # float input, so --spectral-norm's keras.layers.SpectralNormalization can wrap it (the
-    # wrapper casts its output to its input's dtype, and an Embedding's input is int).
-    one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
-    projection = layers.Dense(features.shape[-1], use_bias=False, name=PROJECTION)(one_hot)
+    projection = _class_vectors(labels, num_classes, features.shape[-1], PROJECTION)
     inner = layers.Dot(axes=1)([projection, features])  # (B, 1)
     logits = layers.Add(dtype=OUTPUT_DTYPE)([psi(features), inner])
     return keras.Model([images, labels], logits, name="discriminator")
@@ -229,7 +225,7 @@ def generator_inputs(generator: keras.Model) -> tuple[int, int | None]:
     if len(shapes) == 1 and len(shapes[0]) == 2:
         return shapes[0][1], None
     try:
-        classes = generator.get_layer(GENERATOR_EMBEDDING).input_dim
+        classes = generator.get_layer(GENERATOR_EMBEDDING).kernel.shape[0]
     except ValueError:
         classes = None
     if len(shapes) == 2 and len(shapes[0]) == 2 and len(shapes[1]) == 1 and classes:
@@ -260,6 +256,17 @@ def with_labels(batch, labels):
     if labels is None:
         return batch
     return [keras.ops.convert_to_tensor(batch), keras.ops.convert_to_tensor(labels, "int32")]
+
+
+def _class_vectors(labels, num_classes: int, width: int, name: str):
+    """A learned vector of `width` numbers per class: int labels (B,) -> (B, width), through
+    a Dense layer without bias (named `name`) on the labels' one-hot, whose kernel rows are
+    the classes' vectors: an embedding table. Not keras.layers.Embedding, whose gradient is
+    an IndexedSlices: Keras' Adam (used under --strategy) squares its rows before adding
+    those of repeated labels, which gets the second moment wrong; and --spectral-norm's
+    keras.layers.SpectralNormalization casts a layer's output to its input's dtype, int here."""
+    one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
+    return layers.Dense(width, use_bias=False, name=name)(one_hot)
 
 
 def _apply(stack, inputs):

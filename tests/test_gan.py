@@ -545,3 +545,17 @@ def test_the_discriminator_scores_real_images_with_their_own_labels_and_fakes_wi
     assert float(metrics["d_fake"]) == pytest.approx(d_mean(fake, fake_labels), abs=1e-6)
     # The labels matter: with other labels, D scores the same images differently.
     assert abs(d_mean(real, (real_labels + 1) % CLASSES) - d_mean(real, real_labels)) > 1e-4
+
+
+def test_every_gradient_of_a_conditional_gan_is_a_dense_tensor():
+    """Keras' Adam, which trains under --strategy, gets the second moment of an IndexedSlices
+    gradient (a keras.layers.Embedding's) wrong when a class repeats in the batch: it squares
+    the rows before adding them. The class vectors are Dense layers on one-hots instead."""
+    model = _gan(arch="dcgan", **CONDITIONAL)
+    labels = np.zeros(BATCH, np.int32)  # one class, sixteen times
+    with tf.GradientTape(persistent=True) as tape:
+        fake = model.generator(with_labels(_noise(), labels), training=True)
+        logits = model.discriminator(with_labels(fake, labels), training=True)
+    for network in (model.generator, model.discriminator):
+        gradients = tape.gradient(logits, network.trainable_variables)
+        assert all(type(g) is not tf.IndexedSlices and g is not None for g in gradients)

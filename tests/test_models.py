@@ -217,7 +217,11 @@ def test_conditional_mlp_generator_is_the_textbook_one_on_noise_joined_to_the_la
     (table,) = _float64(generator.get_layer(models.GENERATOR_EMBEDDING))
     assert table.shape == (CLASSES, models.LABEL_EMBEDDING)
     hidden = np.concatenate([noise, table[labels]], axis=1)  # by hand, in float64
-    dense = [layer for layer in generator.layers if isinstance(layer, keras.layers.Dense)]
+    dense = [
+        layer
+        for layer in generator.layers
+        if isinstance(layer, keras.layers.Dense) and layer.name != models.GENERATOR_EMBEDDING
+    ]
     assert [d.units for d in dense] == [256, 512, 784]  # the textbook generator's layers
     for layer in dense:
         kernel, bias = _float64(layer)
@@ -235,7 +239,7 @@ def test_every_conditional_generator_draws_the_class_it_is_given(arch):
     noise = np.repeat(np.random.default_rng(0).standard_normal((1, 8)), 2, 0).astype("float32")
     # Let the embedding matter as much as the noise (it starts near 0).
     embedding = generator.get_layer(models.GENERATOR_EMBEDDING)
-    embedding.embeddings.assign(np.random.default_rng(1).standard_normal((10, 50)))
+    embedding.kernel.assign(np.random.default_rng(1).standard_normal((10, 50)))
     same, other = (
         np.asarray(generator(models.with_labels(noise, labels), training=False))
         for labels in ([4, 4], [4, 5])
