@@ -4,6 +4,7 @@ outputs are rolled back to the checkpoint; the NaN guard, signals and the test h
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import signal
 import stat
@@ -421,3 +422,12 @@ def test_checkpoints_use_the_optimizers_as_compiled_without_adding_variables(
     assert model.d_optimizer.variables + model.g_optimizer.variables == optimizer_variables
     paths = [v.path for v in optimizer_variables]
     assert len(paths) == len(set(paths))
+
+
+def test_a_conditional_run_fingerprints_its_labels_and_an_unconditional_one_as_before():
+    images = make_images(4)
+    by_hand = hashlib.sha256(repr(images.shape).encode())
+    by_hand.update(images.tobytes())
+    assert fingerprint(images) == fingerprint(images, None) == by_hand.hexdigest()  # unchanged
+    labelled = fingerprint(images, np.array([0, 1, 2, 3]))
+    assert labelled not in (fingerprint(images), fingerprint(images, np.array([0, 1, 2, 4])))
