@@ -313,7 +313,10 @@ class Config:
         choices=MIXED_PRECISIONS,
     )
     sample_every: int = _option(
-        10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive
+        10,
+        "save a 5x5 grid of samples (--conditional: 10x10, a row per class) every N epochs "
+        "(and after the first and last)",
+        _positive,
     )
     profile_steps: str | None = _option(
         None,

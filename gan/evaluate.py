@@ -256,29 +256,38 @@ def format_table(result: dict, label: str) -> str:
     )
 
 
+# The conditional parts of the table: title, first column, the overall score, the per-class
+# scores, scale and decimals of the cells.
+_CONDITIONAL_PARTS = (
+    ("label accuracy (%) ↑", "all", "label_accuracy", "label_accuracy_per_class", 100, 1),
+    (
+        "Fréchet distance within class ↓",
+        "mean",
+        "mean_class_frechet_distance",
+        "class_frechet_distance",
+        1,
+        2,
+    ),
+)
+
+
 def _conditional_rows(label: str, generated: dict, real_label: str, real: dict) -> list[str]:
     """Markdown rows of the label accuracy (%) and the Fréchet distance within each class,
     overall and per class, of the samples and of the real floor."""
-    columns = " | ".join(map(str, range(len(generated["label_accuracy_per_class"]))))
-    rule = "| --- |" + " ---: |" * (len(generated["label_accuracy_per_class"]) + 1)
+    classes = len(generated["label_accuracy_per_class"])
     rows = []
-    for title, overall, per_class, scale, digits in (
-        ("label accuracy (%) ↑", "label_accuracy", "label_accuracy_per_class", 100, 1),
-        (
-            "Fréchet distance within class ↓",
-            "mean_class_frechet_distance",
-            "class_frechet_distance",
-            1,
-            2,
-        ),
-    ):
-        rows += [f"| {title} | {'all' if scale == 100 else 'mean'} | {columns} |", rule]
+    for title, first, overall, per_class, scale, digits in _CONDITIONAL_PARTS:
+        if rows:
+            rows.append("")
+        rows += [
+            f"| {title} | {first} | " + " | ".join(map(str, range(classes))) + " |",
+            "| --- |" + " ---: |" * (classes + 1),
+        ]
         for name, scores in ((label, generated), (real_label, real)):
             values = [scores[overall], *scores[per_class]]
             cells = ["—" if v is None else f"{scale * v:.{digits}f}" for v in values]
             rows.append(f"| {name} | " + " | ".join(cells) + " |")
-        rows.append("")
-    return rows[:-1]
+    return rows
 
 
 def _histogram_row(label: str, scores: dict) -> str:

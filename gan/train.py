@@ -8,7 +8,7 @@ exit status 2. A run writes LOGDIR/RUN/:
     events.out.tfevents.*         TensorBoard: d_loss, g_loss, d_real, d_fake, sample grids,
                                   the options (HParams)
     plugins/profile/              with --profile-steps: a profiler trace (TensorBoard's profile tab)
-    samples/epoch_NNN.png         5x5 grids of G(fixed noise)
+    samples/epoch_NNN.png         5x5 grids of G(fixed noise); --conditional: a row per class
     history.csv, losses.png       per-epoch metrics and a plot of the losses
     checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
