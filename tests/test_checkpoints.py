@@ -342,9 +342,11 @@ def test_roll_back_drops_a_history_row_cut_short_at_the_end(tmp_path):
 
 
 def _poison(make_dataset, epoch, step):
-    """A gan.data.make_dataset whose batch at (epoch, step), both from 1, is all NaN."""
+    """A gan.data.make_dataset (of unlabelled batches) whose batch at (epoch, step), both
+    from 1, is all NaN."""
 
-    def poisoned(images, batch_size, seed, epochs, first_epoch=0):
+    def poisoned(images, batch_size, seed, epochs, first_epoch=0, labels=None):
+        assert labels is None
         index = (epoch - 1 - first_epoch) * (len(images) // batch_size) + step - 1
         batches = make_dataset(images, batch_size, seed, epochs, first_epoch).enumerate()
         return batches.map(lambda i, batch: tf.where(i == index, np.float32(np.nan), batch))
