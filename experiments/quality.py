@@ -14,8 +14,7 @@ scores against epochs and against training wall time.
 
 import sys
 
-from experiments.sweep import SHARED_DATA, Experiment, main
-from gan.cli import Parser
+from experiments.sweep import SHARED_DATA, Experiment, main_per_dataset
 from gan.config import PRESETS, Config
 
 BEST = PRESETS["best"]
@@ -89,24 +88,5 @@ EXPERIMENTS = {
 }
 
 
-def parse(argv: list[str]) -> tuple[list[str], list[str]]:
-    """(the data sets to run, the arguments for experiments.sweep.main): `--dataset NAME`
-    (mnist or fashion; default: both) picks one; `--out` is refused, since each data set has
-    its own results directory. Exits with status 2 and one line for a bad value."""
-    parser = Parser(prog="python -m experiments.quality", add_help=False)
-    parser.add_argument("--dataset", choices=tuple(EXPERIMENTS))
-    parser.add_argument("--out")
-    args, rest = parser.parse_known_args(argv)
-    if args.out:
-        parser.error(
-            "--out is not supported: each data set writes experiments/results/quality/NAME"
-        )
-    if "-h" in rest or "--help" in rest:
-        print("python -m experiments.quality [--dataset {mnist,fashion}] plus the options below")
-    datasets = [args.dataset] if args.dataset else list(EXPERIMENTS)
-    return datasets, rest
-
-
 if __name__ == "__main__":
-    datasets, rest = parse(sys.argv[1:])
-    sys.exit(max([main(EXPERIMENTS[name], rest) for name in datasets]))
+    sys.exit(main_per_dataset(EXPERIMENTS, "quality"))

@@ -19,12 +19,16 @@ nothing is overwritten. The results directory (OUT) is rebuilt from the runs eve
 
     README.md      the table, the options every run shares, the command that made it
     results.json   every number of the table, class histograms, the evaluations per epoch
-    <run>.png      10x10 samples of each run: the first 100 of the images it was scored on
+    <run>.png      10x10 samples of each run: the first 100 of the images it was scored on;
+                   of a conditional run (--conditional) the first 10 of each class, a row
+                   per class
     curves.png     Fréchet distance and classifier score against epoch, one line per run
     time.png       the same against training wall time (the seconds of the epochs so far,
                    without evaluations and checkpoints)
 An experiment that repeats a configuration with other seeds (Experiment.repeats) also gets
-a table of each repeated configuration's mean and standard deviation.
+a table of each repeated configuration's mean and standard deviation. Conditional runs are
+scored with their labels (gan.evaluate: label accuracy, Fréchet distance within each class),
+which the table shows too.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ TARGET_SCORE_RATIO, TARGET_CLASSES, TARGET_KL = 0.95, 10, 0.02
 # The quality target of a repeated configuration (issue 15), on the means over its seeds: the
 # above and a Fréchet distance <= TARGET_FD.
 TARGET_FD = 3.0
+# A conditional experiment may also ask for a label accuracy (issue 17: >= 0.97 on MNIST,
+# whose classifier is 98.3 % accurate on real digits) and a lower KL (its classes are
+# balanced by construction): Experiment.label_accuracy_target and kl_target.
 SURE = 0.99  # a sample the classifier is sure of: its most probable class has p > SURE
 
 # Options that say where a run lives or how often it reports, not what it trains.
@@ -77,7 +84,9 @@ class Experiment:
     --preset among them applies under both); dataset / data: the real images, for training
     (first `train_images` of them, all if None) and for evaluation (all of them); repeats:
     name -> the runs that repeat one configuration with other seeds; module: the script,
-    python -m experiments.MODULE (default: name)."""
+    python -m experiments.MODULE (default: name); kl_target and label_accuracy_target: the
+    quality target's KL bound and, for conditional runs, its least label accuracy (None:
+    none)."""
 
     name: str
     title: str
@@ -88,6 +97,8 @@ class Experiment:
     train_images: int | None = None
     repeats: dict = dataclasses.field(default_factory=dict)
     module: str | None = None
+    kl_target: float = TARGET_KL
+    label_accuracy_target: float | None = None
 
 
 def main(experiment: Experiment, argv: list[str] | None = None) -> int:
@@ -96,8 +107,10 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     run directory that does not match or did not finish)."""
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(experiment).parse_args(argv)
-    from gan import data, safety
+    from gan import safety
     from gan.errors import UsageError
+    from gan.evaluate import class_rows
+    from gan.train import load_data
 
     suffix = "-quick" if args.quick else ""
     out = Path(args.out or RESULTS / (experiment.name + suffix))
@@ -106,9 +119,12 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     try:
         configs = run_configs(experiment, args.quick, data_path, logdir)
         selected = _selected(args.only, configs)
-        limit = next(iter(configs.values())).limit
-        images = data.load(experiment.dataset, str(data_path), limit)
-        finished = {name: _finished(configs[name], len(images)) for name in selected}
+        # The runs share their data: with labels if any run is conditional (the others
+        # ignore them).
+        conditional = any(config.conditional for config in configs.values())
+        images, labels = load_data(next(iter(configs.values())).replace(conditional=conditional))
+        classes = None if labels is None else int(labels.max()) + 1
+        finished = {name: _finished(configs[name], len(images), classes) for name in selected}
         evaluator = _evaluator(experiment, args.quick, data_path, args.cache_dir)
     except UsageError as error:
         print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
@@ -117,7 +133,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
         if not finished[name]:
             print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
             try:
-                _train(configs[name], logdir / name, images, evaluator)
+                _train(configs[name], logdir / name, images, evaluator, labels)
             except safety.NonFiniteLoss as error:
                 print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
                 return 1
@@ -132,14 +148,48 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     for name, config in configs.items():
         run_dir = logdir / name
         results[name] = run_result(run_dir, config.steps_per_epoch(len(images)))
-        samples = _samples(run_dir, evaluator.held_out_count)  # the images it was scored on
+        # the images it was scored on, and for a conditional run their labels
+        samples, sample_labels = _samples(run_dir, evaluator.held_out_count)
         results[name]["generated"].update(confidence(evaluator, samples))
-        grids[name] = samples[: GRID_SIDE * GRID_SIDE]
-    real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
+        grids[name] = (
+            samples[: GRID_SIDE * GRID_SIDE]
+            if sample_labels is None
+            # gan.evaluate.class_rows by the labels asked for: row k, the first of class k
+            else class_rows(samples, sample_labels, GRID_SIDE)
+        )
+    real = {
+        **evaluator.real_scores(labelled=conditional),
+        **confidence(evaluator, evaluator.held_out_images),
+    }
     command = shlex.join([*_prog(experiment).split(), *argv])
     write_results(out, experiment, results, real, grids, command)
     print((out / "README.md").read_text())
     return 0
+
+
+def main_per_dataset(experiments: dict, module: str, argv: list[str] | None = None) -> int:
+    """The command line of a script with one Experiment per data set (experiments.quality,
+    experiments.conditional: python -m experiments.MODULE): `--dataset NAME` (a key of
+    `experiments`; default: every one) picks one, the other arguments go to `main`; `--out`
+    is refused, since each data set has its own results directory. Returns the worst exit
+    status of the data sets'; exits with status 2 and one line for a bad value."""
+    from gan.cli import Parser
+
+    argv = sys.argv[1:] if argv is None else argv
+    # allow_abbrev=False: main's --data is not an abbreviation of --dataset
+    parser = Parser(prog=f"python -m experiments.{module}", add_help=False, allow_abbrev=False)
+    parser.add_argument("--dataset", choices=tuple(experiments))
+    parser.add_argument("--out")
+    args, rest = parser.parse_known_args(argv)
+    if args.out:
+        parser.error(
+            f"--out is not supported: each data set writes experiments/results/{module}/NAME"
+        )
+    if "-h" in rest or "--help" in rest:
+        names = ",".join(experiments)
+        print(f"python -m experiments.{module} [--dataset {{{names}}}] plus the options below")
+    datasets = [args.dataset] if args.dataset else list(experiments)
+    return max([main(experiments[name], rest) for name in datasets])
 
 
 def _selected(only: str | None, configs: dict) -> list[str]:
@@ -177,9 +227,10 @@ def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Pa
     }
 
 
-def _finished(config, image_count: int) -> bool:
+def _finished(config, image_count: int, class_count: int | None = None) -> bool:
     """Whether the run exists and is finished. Raises UsageError if it exists but does not
-    match `config` or is unfinished: it is never overwritten."""
+    match `config` (resolved for image_count images labelled 0..class_count-1) or is
+    unfinished: it is never overwritten."""
     from gan.config import Config
     from gan.errors import UsageError
 
@@ -190,7 +241,7 @@ def _finished(config, image_count: int) -> bool:
         saved = Config.from_json((run_dir / rundir.CONFIG).read_text())
     except (OSError, ValueError) as error:
         raise UsageError(f"{run_dir} is not a finished run ({error}); remove it") from None
-    expected = config.resolved(image_count, has_gpu=False)
+    expected = config.resolved(image_count, False, class_count)
     differing = [
         f"{name} {getattr(saved, name)!r} (here {getattr(expected, name)!r})"
         for name in _compared(Config)
@@ -226,11 +277,11 @@ def _evaluator(experiment: Experiment, quick: bool, data_path: Path, cache_dir: 
     )
 
 
-def _train(config, run_dir: Path, images, evaluator) -> None:
+def _train(config, run_dir: Path, images, evaluator, labels=None) -> None:
     from gan.train import train
 
     started = time.perf_counter()
-    train(config, run_dir, images, evaluator=evaluator)
+    train(config, run_dir, images, evaluator=evaluator, labels=labels)
     seconds = time.perf_counter() - started
     (run_dir / "wall_time.json").write_text(json.dumps({"seconds": round(seconds, 1)}) + "\n")
 
@@ -265,21 +316,29 @@ def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
             {
                 "epoch": r["epoch"],
                 "train_seconds": round(trained[r["epoch"]], 1),
-                **{k: r["generated"][k] for k in _CURVE},
+                **{k: r["generated"][k] for k in _CURVE if k in r["generated"]},
             }
             for r in evaluations
         ],
     }
 
 
-_CURVE = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
+# the scores of each evaluation kept for the curves; label_accuracy: conditional runs only
+_CURVE = ("frechet_distance", "classifier_score", "classes_covered", "class_kl", "label_accuracy")
 
 
-def meets_target(generated: dict, real: dict) -> bool:
+def meets_target(
+    generated: dict, real: dict, kl_target: float = TARGET_KL, label_target: float | None = None
+) -> bool:
+    """The quality target: classifier score >= TARGET_SCORE_RATIO of the real images',
+    TARGET_CLASSES classes covered, KL <= kl_target and, for conditional samples (those with
+    a label accuracy) if label_target is set, label accuracy >= label_target."""
+    labelled = label_target is not None and "label_accuracy" in generated
     return (
         generated["classifier_score"] >= TARGET_SCORE_RATIO * real["classifier_score"]
         and generated["classes_covered"] >= TARGET_CLASSES
-        and generated["class_kl"] <= TARGET_KL
+        and generated["class_kl"] <= kl_target
+        and (not labelled or generated["label_accuracy"] >= label_target)
     )
 
 
@@ -319,6 +378,7 @@ def write_results(
 def format_report(experiment: Experiment, results: dict, real: dict, command: str) -> str:
     """The markdown of OUT/README.md."""
     configs = [r["config"] for r in results.values()]
+    labelled = any("label_accuracy" in r["generated"] for r in results.values())
     varying = [
         name
         for name in configs[0]
@@ -333,6 +393,7 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         "classes covered",
         "KL(classes ‖ uniform) ↓",
         f"classifier sure (p > {SURE})",
+        *(["label accuracy ↑", "Fréchet distance within class ↓"] if labelled else []),
         "target",
         "steps/s",
         "wall time",
@@ -348,7 +409,8 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
             str(r["generated"]["classes_covered"]),
             f"{r['generated']['class_kl']:.4f}",
             f"{100 * r['generated']['sure']:.0f} %",
-            "met" if meets_target(r["generated"], real) else "not met",
+            *(_conditional_cells(r["generated"]) if labelled else []),
+            "met" if _meets(experiment, r["generated"], real) else "not met",
             f"{r['steps_per_second']:.1f}",
             _duration(r["wall_seconds"]),
         ]
@@ -364,6 +426,7 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
             str(real["classes_covered"]),
             f"{real['class_kl']:.4f}",
             f"{100 * real['sure']:.0f} %",
+            *(_conditional_cells(real) if labelled else []),
             "",
             "",
             "",
@@ -384,12 +447,18 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         f"{real['n']:,} samples (noise seed 0) against the real images with gan.evaluate; the "
         f"evaluation classifier is {100 * real['classifier_accuracy']:.1f} % accurate on the "
         f"held-out real half. Target: classifier score >= {TARGET_SCORE_RATIO} of the real "
-        f"images', {TARGET_CLASSES} classes covered, KL <= {TARGET_KL}. Classifier sure: the "
+        f"images', {TARGET_CLASSES} classes covered, KL <= {experiment.kl_target}"
+        f"{_label_target(experiment) if labelled else ''}. Classifier sure: the "
         f"share of samples whose most probable class has p > {SURE}. steps/s: over the median "
         "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
-        "wall time: the whole run, compiling, evaluations and checkpoints included.",
+        "wall time: the whole run, compiling, evaluations and checkpoints included."
+        f"{_LABELLED_NOTE if labelled else ''}",
         "",
-        "Samples (the first 100 scored images of each run):",
+        (
+            f"Samples (row k: the first {GRID_SIDE} scored images generated for class k):"
+            if labelled
+            else "Samples (the first 100 scored images of each run):"
+        ),
         "",
         _table(list(results), [grids]),
         "",
@@ -405,6 +474,34 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         "",
     ]
     return "\n".join(lines)
+
+
+_LABELLED_NOTE = (
+    " A conditional run is scored on samples of every class in turn, with their labels: label "
+    "accuracy is the share the classifier assigns to the class they were generated for (the "
+    "real images' is the classifier's accuracy), the Fréchet distance within class its mean "
+    "over the classes of samples of class c against real images of class c."
+)
+
+
+def _conditional_cells(scores: dict) -> list[str]:
+    """The label accuracy and mean Fréchet distance within class of a row ("—" for
+    unconditional samples)."""
+    if "label_accuracy" not in scores:
+        return ["—", "—"]
+    return [
+        f"{100 * scores['label_accuracy']:.1f} %",
+        f"{scores['mean_class_frechet_distance']:.2f}",
+    ]
+
+
+def _label_target(experiment: Experiment) -> str:
+    target = experiment.label_accuracy_target
+    return "" if target is None else f", label accuracy >= {100 * target:.0f} %"
+
+
+def _meets(experiment: Experiment, generated: dict, real: dict) -> bool:
+    return meets_target(generated, real, experiment.kl_target, experiment.label_accuracy_target)
 
 
 def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[str]:
@@ -424,7 +521,7 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
         met = (
             statistics.mean(ratio) >= TARGET_SCORE_RATIO
             and classes >= TARGET_CLASSES
-            and statistics.mean(kl) <= TARGET_KL
+            and statistics.mean(kl) <= experiment.kl_target
             and statistics.mean(fd) <= TARGET_FD
         )
         rows.append(
@@ -451,8 +548,8 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
     ]
     target = (
         f"Quality target: classifier score >= {TARGET_SCORE_RATIO} of the real images', "
-        f"{TARGET_CLASSES} classes covered, KL <= {TARGET_KL} and Fréchet distance <= "
-        f"{TARGET_FD}, on the means over the seeds."
+        f"{TARGET_CLASSES} classes covered, KL <= {experiment.kl_target} and Fréchet distance "
+        f"<= {TARGET_FD}, on the means over the seeds."
     )
     return ["Mean ± standard deviation over seeds:", "", _table(header, rows), "", target, ""]
 
@@ -483,14 +580,15 @@ def _duration(seconds: float | None) -> str:
 
 
 def _samples(run_dir: Path, count: int):
-    """The `count` images a finished run was evaluated on: gan.generate with noise seed 0 from
-    its generator.keras, as gan.train's evaluation draws them."""
+    """The `count` images a finished run was evaluated on and, for a conditional run, their
+    labels (None otherwise): gan.generate with noise seed 0 from its generator.keras, as
+    gan.train's evaluation draws them."""
     import keras
 
-    from gan.generate import generate
+    from gan.generate import generate_with_labels
 
     generator = keras.models.load_model(run_dir / rundir.GENERATOR, compile=False)
-    return generate(generator, count, seed=0)
+    return generate_with_labels(generator, count, seed=0)
 
 
 def _plot_curves(path: Path, results: dict, x: str) -> None:

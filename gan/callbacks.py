@@ -22,12 +22,17 @@ from gan import rundir
 from gan.config import parse_step_range
 from gan.data import to_uint8
 from gan.evaluate import append_record, format_line, log_scalars
-from gan.generate import generate
+from gan.generate import generate_with_labels
 from gan.images import make_grid, save_png
+from gan.models import with_labels
 from gan.safety import NonFiniteLoss
 
 GRID_ROWS = GRID_COLS = 5
 GRID_SCALE = 3  # 5x5 grid of 28 px digits -> 456 px square: big enough to judge by eye
+# A conditional run's grid: one row per class (the first CLASS_GRID_ROWS classes), the same
+# CLASS_GRID_COLS noise vectors in every row; 10x10 at scale 2 is 604 px square.
+CLASS_GRID_ROWS = CLASS_GRID_COLS = 10
+CLASS_GRID_SCALE = 2
 
 
 class ConsoleProgress(keras.callbacks.Callback):
@@ -74,25 +79,57 @@ class ScalarSummaries(keras.callbacks.Callback):
 
 
 class SampleGrids(keras.callbacks.Callback):
-    """Draws the generator's images for one fixed noise batch as a 5x5 grid after epoch 1,
+    """Draws the generator's images for one fixed noise batch as a grid after epoch 1,
     every `every` epochs and after the last epoch: `samples/epoch_NNN.png` and a TensorBoard
     image `samples` at step = epoch number. The noise never changes, so successive grids
-    show the same 25 latent points as training progresses."""
+    show the same latent points as training progresses.
 
-    def __init__(self, noise: np.ndarray, samples_dir: Path, writer, every: int, epochs: int):
+    noise: float32 (rows * cols, noise_dim), row by row; labels: None, or int32 (rows * cols,)
+    for a conditional generator; shape: (rows, cols, scale) of the grid (default: 5x5)."""
+
+    def __init__(
+        self,
+        noise: np.ndarray,
+        samples_dir: Path,
+        writer,
+        every: int,
+        epochs: int,
+        labels: np.ndarray | None = None,
+        shape: tuple[int, int, int] = (GRID_ROWS, GRID_COLS, GRID_SCALE),
+    ):
         super().__init__()
         self.noise = noise
+        self.labels = labels
+        self.shape = shape
         self.samples_dir = Path(samples_dir)
         self.writer = writer
         self.every = every
         self.epochs = epochs
 
+    @classmethod
+    def for_run(cls, config, samples_dir: Path, writer, every: int, epochs: int) -> SampleGrids:
+        """The grids of a run (a resolved gan.config.Config), noise from its --seed: 5x5
+        samples, or for --conditional one row per class (the first CLASS_GRID_ROWS), each
+        row with the same CLASS_GRID_COLS noise vectors, so a column shows one latent point
+        as each class, and the slider each class across epochs."""
+        rng = np.random.default_rng(config.seed)
+        if not config.conditional:
+            noise = rng.standard_normal((GRID_ROWS * GRID_COLS, config.noise_dim), np.float32)
+            return cls(noise, samples_dir, writer, every, epochs)
+        rows = min(CLASS_GRID_ROWS, config.num_classes)
+        noise = rng.standard_normal((CLASS_GRID_COLS, config.noise_dim), np.float32)
+        labels = np.repeat(np.arange(rows, dtype=np.int32), CLASS_GRID_COLS)
+        shape = (rows, CLASS_GRID_COLS, CLASS_GRID_SCALE)
+        return cls(np.tile(noise, (rows, 1)), samples_dir, writer, every, epochs, labels, shape)
+
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         if number == 1 or number % self.every == 0 or number == self.epochs:
             self.samples_dir.mkdir(exist_ok=True)
-            images = to_uint8(self.model.sampler(self.noise, training=False))
-            grid = make_grid(images, GRID_ROWS, GRID_COLS, scale=GRID_SCALE)
+            inputs = with_labels(self.noise, self.labels)
+            images = to_uint8(self.model.sampler(inputs, training=False))
+            rows, cols, scale = self.shape
+            grid = make_grid(images, rows, cols, scale=scale)
             save_png(grid, self.samples_dir / f"epoch_{number:03d}.png")
             with self.writer.as_default():
                 tf.summary.image("samples", grid[None, :, :, None], step=number)
@@ -162,7 +199,8 @@ class Profile(keras.callbacks.Callback):
 class Evaluation(keras.callbacks.Callback):
     """Scores the generator with a gan.evaluate.Evaluator every `every` epochs and after the
     last: as many samples as the evaluator's held-out real images, always from noise seed 0
-    (so the last evaluation equals `python -m gan.evaluate --run`). Writes TensorBoard scalars
+    (so the last evaluation equals `python -m gan.evaluate --run`); a conditional generator's
+    for every class in turn (gan.generate's default labels), scored with their labels. Writes TensorBoard scalars
     eval/* and eval_real/* at step = epoch number, appends a record to `eval.json` and prints
     one line. A record of this epoch or a later one from an earlier training session (a run
     killed after its last checkpoint, then resumed) is replaced, as roll_back does for the
@@ -179,8 +217,10 @@ class Evaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         if number % self.every == 0 or number == self.epochs:
-            images = generate(self.model.sampler, self.evaluator.held_out_count, seed=0)
-            result = self.evaluator.evaluate(images)
+            images, labels = generate_with_labels(
+                self.model.sampler, self.evaluator.held_out_count, seed=0
+            )
+            result = self.evaluator.evaluate(images, labels)
             log_scalars(self.writer, result, step=number)
             append_record(
                 self.eval_path,

@@ -245,10 +245,13 @@ def sampler_key(config) -> str:
     return EMA_GENERATOR if config.ema else GENERATOR
 
 
-def fingerprint(images: np.ndarray) -> str:
-    """SHA-256 (hex) of uint8 images (N, 28, 28), shape included."""
+def fingerprint(images: np.ndarray, labels: np.ndarray | None = None) -> str:
+    """SHA-256 (hex) of uint8 images (N, 28, 28), shape included, and of a conditional run's
+    labels (N,) if given: a resume on relabelled images is refused too."""
     digest = hashlib.sha256(repr(images.shape).encode())
     digest.update(np.ascontiguousarray(images).data)
+    if labels is not None:
+        digest.update(np.ascontiguousarray(labels, np.uint8).data)
     return digest.hexdigest()
 
 

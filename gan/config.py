@@ -45,6 +45,12 @@ PRESETS = {
 }
 
 
+# Options added after runs had been written, with the value every run written before had: a
+# config.json without them is from then (e.g. an unconditional run), so they are filled in.
+# No other option is ever filled in with its default.
+# (checkpoint_interval: a run from before saves by the --checkpoint-every it records.)
+ADDED_LATER = {"conditional": False, "num_classes": None, "checkpoint_interval": 60.0}
+
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
 # it lives. Every other option changes what the training steps compute, so it keeps its saved value.
 CHANGEABLE_ON_RESUME = (
@@ -59,19 +65,6 @@ CHANGEABLE_ON_RESUME = (
     "logdir",
     "run",
 )
-
-# Options that Config.from_json fills in with their defaults when config.json lacks them (one
-# written before they existed): changeable on resume, and saying only how often a run writes
-# or how fast it trains, not how long, on what or where.
-_DEFAULT_IF_MISSING = (
-    "checkpoint_interval",
-    "checkpoint_every",
-    "sample_every",
-    "eval_every",
-    "steps_per_call",
-    "profile_steps",
-)
-assert set(_DEFAULT_IF_MISSING) <= set(CHANGEABLE_ON_RESUME)
 
 
 def _positive(value):
@@ -123,6 +116,13 @@ SEED_MAX = 2**32 - 1  # NumPy's and TensorFlow's seeds are unsigned 32-bit integ
 
 def _seed(value):
     return None if 0 <= value <= SEED_MAX else f"must be in 0..{SEED_MAX}"
+
+
+MAX_CLASSES = 256  # labels are uint8 everywhere (idx label files, .npz, gan.generate)
+
+
+def _class_count(value):
+    return None if 2 <= value <= MAX_CLASSES else f"must be in 2..{MAX_CLASSES}"
 
 
 def parse_step_range(text: str) -> tuple[int, int] | None:
@@ -188,6 +188,20 @@ class Config:
         "widths of the discriminator's hidden layers, input side first, e.g. 512,256; for "
         "--arch mlp and mlp-bn (default: 256 for mlp, 512,256 for mlp-bn)",
         _widths,
+    )
+    conditional: bool = _option(
+        False,
+        "class-conditional GAN: the generator takes (noise, label), the label as a learned "
+        "embedding joined to the noise, and the discriminator is a projection discriminator "
+        "(Miyato & Koyama 2018). The labels come with the images: keras.datasets, the bundled "
+        "digits, the *-labels-idx1-ubyte file beside each idx image file, or y_train/y_test "
+        "in an .npz (see docs/training.md)",
+    )
+    num_classes: int | None = _option(
+        None,
+        "classes of a --conditional run, labels 0..N-1 (default: 1 + the largest label of the "
+        "training images; config.json records it)",
+        _class_count,
     )
     lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
     g_lr: float | None = _option(
@@ -301,7 +315,10 @@ class Config:
         choices=MIXED_PRECISIONS,
     )
     sample_every: int = _option(
-        10, "save a 5x5 grid of samples every N epochs (and after the first and last)", _positive
+        10,
+        "save a 5x5 grid of samples (--conditional: 10x10, a row per class) every N epochs "
+        "(and after the first and last)",
+        _positive,
     )
     profile_steps: str | None = _option(
         None,
@@ -361,18 +378,23 @@ class Config:
                 "--r1 needs the gradient of D's output with respect to its input, which "
                 "--mixed-precision float16's loss scaling does not cover; use bfloat16"
             )
+        if self.num_classes is not None and not self.conditional:
+            raise UsageError("--num-classes is for --conditional runs only")
         if widths and self.arch not in MLP_HIDDEN:
             raise UsageError(
                 f"--arch {self.arch} has fixed layers; {' and '.join(widths)} "
                 f"{'is' if len(widths) == 1 else 'are'} for --arch {' and '.join(MLP_HIDDEN)} only"
             )
 
-    def resolved(self, image_count: int, has_gpu: bool) -> Config:
+    def resolved(self, image_count: int, has_gpu: bool, class_count: int | None = None) -> Config:
         """This config with its automatic choices made, for training on `image_count` images:
         jit (XLA on GPUs only), steps_per_call (a divisor of the steps per epoch; 1 while
-        profiling, so that the profiler sees every step on its own), and the MLP
+        profiling, so that the profiler sees every step on its own), the MLP
         architectures' hidden widths (their defaults, if not given: so that config.json and
-        TensorBoard's HParams show every run's layers)."""
+        TensorBoard's HParams show every run's layers), and with --conditional num_classes.
+
+        class_count: 1 + the largest label of the training images; needed by a conditional
+        config without num_classes. Raises UsageError if the labels do not fit num_classes."""
         steps_per_epoch = self.steps_per_epoch(image_count)
         most = 1 if self.profile_steps else min(self.steps_per_call, steps_per_epoch)
         steps_per_call = max(d for d in range(1, most + 1) if steps_per_epoch % d == 0)
@@ -385,7 +407,25 @@ class Config:
             steps_per_call=steps_per_call,
             g_hidden=self.g_hidden or g_hidden,
             d_hidden=self.d_hidden or d_hidden,
+            num_classes=self._resolved_classes(class_count),
         )
+
+    def _resolved_classes(self, class_count: int | None) -> int | None:
+        """num_classes resolved from the labels' class count (see resolved)."""
+        if not self.conditional:
+            return None
+        if class_count is None:
+            if self.num_classes is None:
+                raise ValueError("a --conditional config resolves with its labels' class count")
+            return self.num_classes
+        if self.num_classes is not None and class_count > self.num_classes:
+            raise UsageError(
+                f"--num-classes {self.num_classes}: the training labels go up to "
+                f"{class_count - 1}; drop --num-classes to take it from the labels"
+            )
+        if self.num_classes is None and class_count < 2:
+            raise UsageError("--conditional needs at least 2 classes; every training label is 0")
+        return self.num_classes or class_count
 
     def absolute(self) -> Config:
         """This config with --logdir and --data absolute and resolved (symlinks, '..' and a
@@ -445,9 +485,9 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         """The Config that to_json wrote. Raises ValueError for text that is not JSON, and
-        UsageError for JSON that is not an object with exactly the options as keys or has a
-        bad value. A missing option is never filled in with its default, except those of
-        _DEFAULT_IF_MISSING (how often a run writes, how fast it trains)."""
+        UsageError for JSON that is not an object with exactly the options as keys (a
+        missing one is never filled in with its default, except the options of ADDED_LATER)
+        or has a bad value."""
         values = json.loads(text)
         if not isinstance(values, dict):
             raise UsageError(f"expected a JSON object of options, got {type(values).__name__}")
@@ -455,7 +495,8 @@ class Config:
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise UsageError(f"unknown options in config: {', '.join(unknown)}")
-        missing = [n for n in names if n not in values and n not in _DEFAULT_IF_MISSING]
+        values = {**ADDED_LATER, **values}
+        missing = [name for name in names if name not in values]
         if missing:
             raise UsageError(f"options missing from config: {', '.join(missing)}")
         return cls(**values)

@@ -34,6 +34,11 @@ class DataError(UsageError):
     """The images cannot be loaded; the message names the file and what to do."""
 
 
+class LabelError(DataError):
+    """The images have no labels (or not one for each image); the message names what was
+    looked for. Callers say what needed the labels (--conditional, evaluation)."""
+
+
 def load(
     dataset: str, data: str | None = None, limit: int | None = None, source: str | None = None
 ) -> np.ndarray:
@@ -70,7 +75,7 @@ def read_source(dataset: str, source: str | None = None) -> tuple[np.ndarray, np
             f"--source {source} holds MNIST digits only, not --dataset {dataset}; "
             f"use --source keras or --data PATH"
         )
-    return load_path(BUNDLED_MNIST), _labels_for(BUNDLED_MNIST)
+    return load_path(BUNDLED_MNIST), read_labels(BUNDLED_MNIST)
 
 
 def download_labelled(dataset: str) -> tuple[np.ndarray, np.ndarray]:
@@ -153,17 +158,19 @@ def load_labelled(
     """The images `load` returns, in the same order, with their class labels:
     uint8 (N, 28, 28) and uint8 (N,).
 
-    Labels come from `read_source`, from an .npz's y_train/y_test, or from the label file
-    beside each idx image file (train-images-idx3-ubyte -> train-labels-idx1-ubyte, .gz or
-    raw). Raises DataError when an image file has no label file or the counts differ.
+    Labels come from `read_source`, from an .npz's y_train/y_test (or `labels` beside
+    `images`), or from the label file beside each idx image file (train-images-idx3-ubyte ->
+    train-labels-idx1-ubyte, .gz or raw). Raises DataError for the images as `load` does, and
+    LabelError when an image file has no label file or the counts differ.
     """
     if data is None:
         images, labels = read_source(dataset, source)
     else:
         images = load_path(data)  # every check of the images, exactly as for training
-        labels = _labels_for(Path(data))
+        labels = read_labels(data)
         if len(labels) != len(images):
-            raise DataError(f"--data {data}: {len(images)} images but {len(labels)} labels")
+            raise LabelError(f"--data {data}: {len(images)} images but {len(labels)} labels")
+    # --limit takes the first images: the same slice of the labels keeps each with its own.
     return (images[:limit], labels[:limit]) if limit else (images, labels)
 
 
@@ -191,7 +198,9 @@ def to_uint8(images) -> np.ndarray:
     return np.clip(np.rint(images * 127.5 + 127.5), 0, 255).astype(np.uint8)
 
 
-def make_dataset(images: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch=0):
+def make_dataset(
+    images: np.ndarray, batch_size: int, seed: int, epochs: int, first_epoch=0, labels=None
+):
     """A tf.data.Dataset of shuffled batches for epochs first_epoch..epochs-1, back to back.
 
     images: uint8 (N, 28, 28), kept resident as one tensor (a quarter of its float32 size);
@@ -200,9 +209,14 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, epochs: int, fi
     sees a new shape and never retraces). Epoch e's order is a stateless shuffle seeded by
     (seed, e): it does not depend on what ran before, so a run restarted at epoch e sees the
     same batches.
+    labels: None, or (N,) class labels: then each batch is a pair (images, int32
+    (batch_size,) labels), the labels gathered with the same indices as their images. The
+    order of the images is the same with and without labels.
     """
     import tensorflow as tf
 
+    if labels is not None:
+        labels = tf.constant(labels, tf.int32)
     images = tf.constant(images, tf.uint8)
     count = int(images.shape[0])
     steps = count // batch_size
@@ -217,7 +231,8 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int, epochs: int, fi
 
     def scaled_batch(indices):
         pixels = tf.cast(tf.gather(images, indices), tf.float32)[..., None]
-        return (pixels - 127.5) / 127.5  # as to_float
+        scaled = (pixels - 127.5) / 127.5  # as to_float
+        return scaled if labels is None else (scaled, tf.gather(labels, indices))
 
     return (
         tf.data.Dataset.range(first_epoch, epochs)
@@ -242,31 +257,51 @@ def _read_directory(directory: Path) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _labels_for(path: Path) -> np.ndarray:
-    """The labels of the images `load_path(path)` returns, in the same order."""
+def read_labels(path: str | Path) -> np.ndarray:
+    """The labels of the images `load_path(path)` returns, in the same order: an .npz's
+    y_train/y_test (beside x_train/x_test) or `labels` (beside `images`, as gan.generate
+    writes for a conditional run), or each idx image file's label file, whose count must be
+    the image file's. Returns uint8 (N,). Raises LabelError naming what was looked for."""
+    path = Path(path)
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as archive:
-            keys = [k for k in ("y_train", "y_test") if k in archive.files]
-            if not keys:
-                raise DataError(
-                    f"{path}: no labels (arrays y_train/y_test); evaluation needs labelled "
-                    f"real images"
+            keys = [k for k in ("y_train", "y_test") if f"x{k[1:]}" in archive.files]
+            if not keys and "images" in archive.files:
+                keys = ["labels"]
+            missing = [k for k in keys if k not in archive.files]
+            if missing or not keys:
+                raise LabelError(
+                    f"{path}: no labels (no array {', '.join(missing or ['y_train', 'y_test'])} "
+                    f"beside the images)"
                 )
             return np.concatenate([archive[k] for k in keys]).astype(np.uint8)
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    label_files = [_label_file(p) for p in files if read_idx(p) is not None]
-    return np.concatenate([read_idx_labels(p) for p in label_files])
+    labels = []
+    for image_file in files:
+        images = read_idx(image_file)
+        if images is None:
+            continue
+        label_file = _label_file(image_file)
+        labels.append(read_idx_labels(label_file))
+        if len(labels[-1]) != len(images):
+            raise LabelError(
+                f"{image_file}: {len(images)} images but {len(labels[-1])} labels in "
+                f"{label_file.name}"
+            )
+    return np.concatenate(labels)
 
 
 def _label_file(image_file: Path) -> Path:
     """MNIST's naming: train-images-idx3-ubyte.gz -> train-labels-idx1-ubyte.gz."""
     name = image_file.name.replace("images", "labels").replace("idx3", "idx1")
     label_file = image_file.with_name(name)
-    if name == image_file.name or not label_file.exists():
-        raise DataError(
-            f"{image_file}: no label file {name} beside it; evaluation needs labelled real "
-            f"images (MNIST's *-labels-idx1-ubyte files)"
+    if name == image_file.name:
+        raise LabelError(
+            f"{image_file}: no label file: its name has no 'images' to replace with 'labels' "
+            f"(MNIST's naming: t10k-images-idx3-ubyte beside t10k-labels-idx1-ubyte)"
         )
+    if not label_file.exists():
+        raise LabelError(f"{image_file}: no label file {name} beside it")
     return label_file
 
 

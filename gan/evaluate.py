@@ -13,6 +13,16 @@ the same half gives the reference feature statistics. Samples are then scored by
 and the *held-out* half, which the classifier has not seen either, is scored the same way: the
 real-data floor each number should be read against. It also measures the classifier's accuracy.
 
+Samples of a conditional generator come with the class each was generated for (gan.generate:
+every class in turn); they are also scored by
+
+    label_accuracy     the fraction of samples the classifier assigns to their label, overall
+                       and per class; its real floor is the classifier's accuracy on the
+                       held-out half (with their true labels)
+    class_frechet_distance   per class c: the Fréchet distance between the samples of class c
+                       and the reference images of class c (and its mean over the classes),
+                       next to the held-out images of class c against the same reference
+
 Python API (for experiment scripts and training): `Evaluator(images, labels)` or
 `Evaluator.for_dataset(dataset, data)` once, then `evaluator.evaluate(samples)` for each set of
 uint8 samples; or `evaluate(samples, images, labels)` in one call.
@@ -45,7 +55,7 @@ from gan.generate import (
     add_source_arguments,
     check_output,
     default_output,
-    generate,
+    generate_with_labels,
     run_config,
 )
 
@@ -53,6 +63,7 @@ PROG = "python -m gan.evaluate"
 SPLIT_SEED = 0
 CLASS_GRID_COLUMNS = 10
 SCORES = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
+CONDITIONAL_SCORES = ("label_accuracy", "mean_class_frechet_distance")  # with labels only
 
 
 def split(count: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +95,11 @@ class Evaluator:
         )
         features, _ = self.classifier.predict(images[reference])
         self.reference_statistics = feature_statistics(features)
+        self._reference = features, labels[reference]  # for the per-class statistics
+        self._class_statistics = None
         self.held_out_images, self.held_out_labels = images[held_out], labels[held_out]
         self.real_data = {"images": len(images)}  # which real images, for the records
-        self._real = None
+        self._real = self._real_labelled = None
 
     @classmethod
     def for_dataset(
@@ -94,7 +107,11 @@ class Evaluator:
     ) -> Evaluator:
         """The Evaluator of a data set as gan.train loads it (--dataset, --data, --limit,
         --source)."""
-        evaluator = cls(*data.load_labelled(dataset, data_path, limit, source), **kwargs)
+        try:
+            labelled = data.load_labelled(dataset, data_path, limit, source)
+        except data.LabelError as error:
+            raise data.LabelError(f"evaluation needs labelled real images: {error}") from None
+        evaluator = cls(*labelled, **kwargs)
         evaluator.real_data = {
             "dataset": dataset,
             "data": data_path,
@@ -108,22 +125,55 @@ class Evaluator:
     def held_out_count(self) -> int:
         return len(self.held_out_images)
 
-    def score(self, images: np.ndarray) -> dict:
+    def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
         """{"n", "frechet_distance", "classifier_score", "classes_covered", "class_kl",
-        "class_histogram" (10 fractions)} of uint8 images (N >= 2, 28, 28)."""
-        return self._score(*self.classifier.predict(images))
+        "class_histogram" (10 fractions)} of uint8 images (N >= 2, 28, 28). With labels, the
+        class each image was generated for ((N,) in 0-9), also the conditional scores
+        {"label_accuracy", "label_accuracy_per_class", "class_frechet_distance" (10 each,
+        None for a class with too few images), "mean_class_frechet_distance"}."""
+        features, probabilities = self.classifier.predict(images)
+        scores = self._score(features, probabilities)
+        if labels is not None:
+            scores.update(self._conditional(features, probabilities, labels))
+        return scores
 
-    def real_scores(self) -> dict:
+    def real_scores(self, labelled: bool = False) -> dict:
         """score() of the held-out real images (the floor), plus "classifier_accuracy" on
-        them. Computed once."""
+        them; labelled: also the conditional scores, with their true labels. Computed once."""
         if self._real is None:
-            features, probabilities = self.classifier.predict(self.held_out_images)
+            features, probabilities = self._held_out = self.classifier.predict(self.held_out_images)
             accuracy = np.mean(probabilities.argmax(axis=1) == self.held_out_labels)
             self._real = {
                 **self._score(features, probabilities),
                 "classifier_accuracy": float(accuracy),
             }
-        return self._real
+        if labelled and self._real_labelled is None:
+            conditional = self._conditional(*self._held_out, self.held_out_labels)
+            self._real_labelled = {**self._real, **conditional}
+        return self._real_labelled if labelled else self._real
+
+    def _conditional(self, features, probabilities, labels) -> dict:
+        from gan import classifier, metrics
+
+        labels = np.asarray(labels)
+        if labels.shape != (len(features),):
+            raise UsageError(f"{len(features)} images but labels of shape {labels.shape}")
+        if len(labels) and (labels.min() < 0 or labels.max() >= classifier.NUM_CLASSES):
+            raise UsageError(
+                f"labels must be the classifier's classes, 0-{classifier.NUM_CLASSES - 1}"
+            )
+        if self._class_statistics is None:
+            self._class_statistics = metrics.class_statistics(
+                *self._reference, classifier.NUM_CLASSES
+            )
+        distances = metrics.class_frechet_distances(features, labels, self._class_statistics)
+        known = distances[~np.isnan(distances)]
+        return {
+            "label_accuracy": metrics.label_accuracy(probabilities, labels),
+            "label_accuracy_per_class": _rounded(metrics.per_class_accuracy(probabilities, labels)),
+            "class_frechet_distance": _rounded(distances),
+            "mean_class_frechet_distance": float(known.mean()) if len(known) else None,
+        }
 
     def _score(self, features: np.ndarray, probabilities: np.ndarray) -> dict:
         from gan import metrics
@@ -140,21 +190,29 @@ class Evaluator:
             "class_histogram": [round(float(h), 4) for h in histogram],
         }
 
-    def evaluate(self, images: np.ndarray) -> dict:
-        """{"real_data": which real images, "generated": score(images), "real": real_scores(),
-        "classifier": where it is cached, whether it was just trained, and how long that
-        took}."""
+    def evaluate(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict:
+        """{"real_data": which real images, "generated": score(images, labels), "real":
+        real_scores() (with labels: labelled), "classifier": where it is cached, whether it
+        was just trained, and how long that took}. labels: the classes a conditional
+        generator was asked for, (N,), or None."""
         return {
             "real_data": self.real_data,
-            "generated": self.score(images),
-            "real": self.real_scores(),
+            "generated": self.score(images, labels),
+            "real": self.real_scores(labelled=labels is not None),
             "classifier": self.classifier_info,
         }
 
 
-def evaluate(images: np.ndarray, real_images: np.ndarray, real_labels: np.ndarray, **kwargs):
-    """Evaluator(real_images, real_labels, **kwargs).evaluate(images), in one call."""
-    return Evaluator(real_images, real_labels, **kwargs).evaluate(images)
+def evaluate(
+    images: np.ndarray, real_images: np.ndarray, real_labels: np.ndarray, labels=None, **kwargs
+):
+    """Evaluator(real_images, real_labels, **kwargs).evaluate(images, labels), in one call."""
+    return Evaluator(real_images, real_labels, **kwargs).evaluate(images, labels)
+
+
+def _rounded(values: np.ndarray) -> list:
+    """Floats for JSON, 4 decimals; None for NaN (a class without enough images)."""
+    return [None if np.isnan(v) else round(float(v), 4) for v in values]
 
 
 def class_rows(images: np.ndarray, votes: np.ndarray, per_class: int) -> np.ndarray:
@@ -188,12 +246,48 @@ def format_table(result: dict, label: str) -> str:
         _histogram_row(label, generated),
         _histogram_row(real_label, real),
     ]
+    if "label_accuracy" in generated:
+        rows += ["", *_conditional_rows(label, generated, real_label, real)]
     classifier = result["classifier"]
     origin = "loaded from" if classifier["cached"] else "trained and saved to"
     return "\n".join(rows) + (
         f"\n\nClassifier: {100 * real['classifier_accuracy']:.2f} % accurate on the "
         f"{real['n']} held-out real images; {origin} {classifier['path']}"
     )
+
+
+# The conditional parts of the table: title, first column, the overall score, the per-class
+# scores, scale and decimals of the cells.
+_CONDITIONAL_PARTS = (
+    ("label accuracy (%) ↑", "all", "label_accuracy", "label_accuracy_per_class", 100, 1),
+    (
+        "Fréchet distance within class ↓",
+        "mean",
+        "mean_class_frechet_distance",
+        "class_frechet_distance",
+        1,
+        2,
+    ),
+)
+
+
+def _conditional_rows(label: str, generated: dict, real_label: str, real: dict) -> list[str]:
+    """Markdown rows of the label accuracy (%) and the Fréchet distance within each class,
+    overall and per class, of the samples and of the real floor."""
+    classes = len(generated["label_accuracy_per_class"])
+    rows = []
+    for title, first, overall, per_class, scale, digits in _CONDITIONAL_PARTS:
+        if rows:
+            rows.append("")
+        rows += [
+            f"| {title} | {first} | " + " | ".join(map(str, range(classes))) + " |",
+            "| --- |" + " ---: |" * (classes + 1),
+        ]
+        for name, scores in ((label, generated), (real_label, real)):
+            values = [scores[overall], *scores[per_class]]
+            cells = ["—" if v is None else f"{scale * v:.{digits}f}" for v in values]
+            rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def _histogram_row(label: str, scores: dict) -> str:
@@ -211,22 +305,29 @@ def _table_row(label: str, scores: dict) -> str:
 def format_line(result: dict) -> str:
     """One console line: each score with the real floor in parentheses."""
     generated, real = result["generated"], result["real"]
-    return (
+    line = (
         f"FD {generated['frechet_distance']:.3f} (real {real['frechet_distance']:.3f}) "
         f"score {generated['classifier_score']:.3f} (real {real['classifier_score']:.3f}) "
         f"classes {generated['classes_covered']} KL {generated['class_kl']:.4f} "
         f"(real {real['class_kl']:.4f})"
     )
+    if "label_accuracy" in generated:
+        line += (
+            f" label accuracy {generated['label_accuracy']:.3f} (real {real['label_accuracy']:.3f})"
+        )
+    return line
 
 
 def log_scalars(writer, result: dict, step: int) -> None:
-    """TensorBoard scalars eval/<score> (the samples) and eval_real/<score> (the floor)."""
+    """TensorBoard scalars eval/<score> (the samples) and eval_real/<score> (the floor), for
+    each of SCORES and, for a conditional generator's samples, CONDITIONAL_SCORES."""
     import tensorflow as tf
 
     with writer.as_default():
         for prefix, scores in (("eval", result["generated"]), ("eval_real", result["real"])):
-            for name in SCORES:
-                tf.summary.scalar(f"{prefix}/{name}", float(scores[name]), step=step)
+            for name in SCORES + CONDITIONAL_SCORES:
+                if scores.get(name) is not None:
+                    tf.summary.scalar(f"{prefix}/{name}", float(scores[name]), step=step)
         tf.summary.scalar(
             "eval_real/classifier_accuracy", result["real"]["classifier_accuracy"], step=step
         )
@@ -270,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     try:
-        source, samples = _check_sources(args)
+        source, samples, labels = _check_sources(args)
         if source is not None and source.run_dir is not None:
             # It writes eval.json and TensorBoard events there: one writer at a time.
             held.enter_context(rundir.RunLock(source.run_dir))
@@ -295,9 +396,14 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
-    if generator is not None:
-        samples = generate(generator, args.n or evaluator.held_out_count, args.seed)
-    result = evaluator.evaluate(samples)
+    if generator is not None:  # a conditional one's samples: every class in turn
+        count = args.n or evaluator.held_out_count
+        samples, labels = generate_with_labels(generator, count, args.seed)
+    try:
+        result = evaluator.evaluate(samples, labels)
+    except UsageError as error:  # labels the classifier does not have
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     label = source.describe() if source else args.samples
     print(format_table(result, label))
 
@@ -327,10 +433,12 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     return 0
 
 
-def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None]:
-    """(source, None) for --run/--generator, (None, images) for --samples."""
+def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None, np.ndarray | None]:
+    """(source, None, None) for --run/--generator, (None, images, labels) for --samples:
+    labels (the classes of a conditional run's samples) if the file has them (an .npz's
+    `labels` beside `images`, see gan.data.read_labels), else None."""
     if args.samples is None:
-        return GeneratorSource.resolve(args.run, args.generator, args.checkpoint), None
+        return GeneratorSource.resolve(args.run, args.generator, args.checkpoint), None, None
     if args.run or args.generator or args.checkpoint:
         raise UsageError("give --samples or a generator (--run / --generator), not both")
     if args.n is not None:
@@ -340,7 +448,15 @@ def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None]:
     samples = data.load_path(args.samples)
     if len(samples) < 2:
         raise UsageError(f"--samples {args.samples}: need at least 2 images")
-    return None, samples
+    try:
+        labels = data.read_labels(args.samples)
+    except data.LabelError:
+        return None, samples, None
+    if len(labels) != len(samples):
+        raise UsageError(
+            f"--samples {args.samples}: {len(samples)} images but {len(labels)} labels"
+        )
+    return None, samples, labels
 
 
 def _real_data(args, source: GeneratorSource | None) -> tuple[str, str | None, str | None]:

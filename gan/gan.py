@@ -17,7 +17,7 @@ from gan import distribute
 from gan.augment import diff_augment
 from gan.config import parse_augmentations
 from gan.losses import LOSSES, NonSaturating
-from gan.models import discriminator_for, generator_for
+from gan.models import discriminator_for, generator_for, with_labels
 from gan.optimizers import FusedAdam
 
 
@@ -39,6 +39,12 @@ class GAN(keras.Model):
         into training. None: no average.
     `sampler` is the network to draw samples from: the average if there is one, else the
     generator.
+    num_classes: None (the textbook's unconditional GAN), or a class-conditional GAN
+        (--conditional) over labels 0..num_classes-1: the generator takes [noise, labels]
+        and the discriminator [images, labels] (labels int32 (B,); gan.models), and `fit`
+        gets batches (images, labels). Each step draws one fake label per image uniformly
+        from the noise seed, after the noise, and both updates use them (they share G(z, y)).
+        Without num_classes nothing is drawn, so the unconditional step is unchanged.
 
     Under a tf.distribute strategy (build the GAN inside its scope), a step on N replicas
     equals a step on one device on the same global batch, as in Keras' own train_step:
@@ -57,6 +63,7 @@ class GAN(keras.Model):
         augment: tuple[str, ...] = (),
         r1: float = 0.0,
         ema: float | None = None,
+        num_classes: int | None = None,
         **kw,
     ):
         super().__init__(**kw)
@@ -70,6 +77,7 @@ class GAN(keras.Model):
         self.r1 = r1
         self.ema = ema
         self.ema_generator = _copy(generator) if ema else None
+        self.num_classes = num_classes
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
@@ -109,19 +117,35 @@ class GAN(keras.Model):
         """float32 (batch_size, noise_dim) from N(0, I); advances the noise seed."""
         return keras.random.normal((batch_size, self.noise_dim), seed=self.noise_seed)
 
-    def train_step(self, real_images):
+    def sample_labels(self, batch_size):
+        """int32 (batch_size,) uniform over 0..num_classes-1 (conditional GANs only); advances
+        the noise seed, so a checkpoint's seed state also continues the labels exactly."""
+        return keras.random.randint(
+            (batch_size,), 0, self.num_classes, seed=self.noise_seed, dtype="int32"
+        )
+
+    def train_step(self, data):
         """One discriminator update, then one generator update, on the same G(z).
 
-        G(z) is computed once: the discriminator update leaves the generator unchanged, so
-        recomputing it for the generator update would give the same tensor at twice the cost.
-        It also makes the generator's BatchNorm moving statistics move exactly once per step.
-        Both networks run in training mode in both updates (batch statistics, dropout on).
+        data: real images float32 (B, 28, 28, 1); for a conditional GAN (images, int32 (B,)
+        labels). G(z) is computed once: the discriminator update leaves the generator
+        unchanged, so recomputing it for the generator update would give the same tensor at
+        twice the cost. It also makes the generator's BatchNorm moving statistics move
+        exactly once per step. Both networks run in training mode in both updates (batch
+        statistics, dropout on).
         """
-        noise = self._replica_noise(tf.shape(real_images)[0])
+        real_images, real_labels = data if self.num_classes else (data, None)
+        batch_size = tf.shape(real_images)[0]
+        noise = self._replica_share(self.sample_noise, batch_size)
+        fake_labels = (
+            self._replica_share(self.sample_labels, batch_size) if self.num_classes else None
+        )
         with self._tape_on(self.generator) as g_tape:
-            fake_images = self.generator(noise, training=True)
-        d_loss, real_logits, fake_logits = self.train_discriminator(real_images, fake_images)
-        g_loss = self._update_generator(g_tape, fake_images)
+            fake_images = self.generator(with_labels(noise, fake_labels), training=True)
+        d_loss, real_logits, fake_logits = self.train_discriminator(
+            real_images, fake_images, real_labels, fake_labels
+        )
+        g_loss = self._update_generator(g_tape, fake_images, fake_labels)
         if self.ema_generator is not None:
             self._update_average()
 
@@ -131,17 +155,18 @@ class GAN(keras.Model):
         self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
         return {m.name: m.result() for m in self.metrics}
 
-    def _replica_noise(self, batch_size):
-        """This replica's noise: float32 (batch_size, noise_dim). On one device, simply
-        sample_noise. With N replicas, every replica draws the global batch's noise, as one
-        device would, from the same mirrored seed, and keeps its own rows: replicas get
-        different noise and the seed stays the same on all of them."""
+    def _replica_share(self, draw, batch_size):
+        """This replica's rows of a random draw (sample_noise, sample_labels) for the global
+        batch. On one device, simply draw(batch_size). With N replicas, every replica draws
+        the global batch's rows, as one device would, from the same mirrored seed, and keeps
+        its own: replicas get different noise and labels, and the seed stays the same on all
+        of them."""
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync
         if replicas == 1:
-            return self.sample_noise(batch_size)
+            return draw(batch_size)
         start = context.replica_id_in_sync_group * batch_size
-        return self.sample_noise(replicas * batch_size)[start : start + batch_size]
+        return draw(replicas * batch_size)[start : start + batch_size]
 
     def make_train_function(self, force=False):
         # Keras' own function fails under several replicas: see distribute.py.
@@ -151,8 +176,10 @@ class GAN(keras.Model):
             self.train_function = distribute.replicated_train_function(self)
         return self.train_function
 
-    def train_discriminator(self, real_images, fake_images):
-        """Updates only the discriminator: real -> label 1, fake -> label 0.
+    def train_discriminator(self, real_images, fake_images, real_labels=None, fake_labels=None):
+        """Updates only the discriminator: real -> label 1, fake -> label 0. A conditional
+        GAN's discriminator sees each batch with its class labels (int32 (B,)): the real
+        images' own, and those the fakes were generated for.
 
         d_loss is the mean of the two losses, as in the textbook (plus the R1 penalty, if on).
         Real and fake images go
@@ -164,28 +191,35 @@ class GAN(keras.Model):
         with self._tape_on(self.discriminator) as tape:
             real_images = self._augment(real_images)
             if self.r1:
-                real_logits, penalty = self._r1_penalty(real_images)
+                real_logits, penalty = self._r1_penalty(real_images, real_labels)
             else:
-                real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(self._augment(fake_images), training=True)
+                real_logits = self.discriminator(
+                    with_labels(real_images, real_labels), training=True
+                )
+            fake_logits = self.discriminator(
+                with_labels(self._augment(fake_images), fake_labels), training=True
+            )
             d_loss = self.loss_fn.discriminator(real_logits, fake_logits)
             if self.r1:
                 d_loss += penalty
         self._apply(tape, d_loss, self.discriminator, self.d_optimizer)
         return d_loss, real_logits, fake_logits
 
-    def train_generator(self, noise):
-        """Updates only the generator, so that D labels G(noise) real. Returns g_loss.
-        The generator's BatchNorm moving statistics move once, the discriminator's not at all."""
+    def train_generator(self, noise, labels=None):
+        """Updates only the generator, so that D labels G(noise) (conditional: G(noise,
+        labels) as of class labels) real. Returns g_loss. The generator's BatchNorm moving
+        statistics move once, the discriminator's not at all."""
         with self._tape_on(self.generator) as tape:
-            fake_images = self.generator(noise, training=True)
-        return self._update_generator(tape, fake_images)
+            fake_images = self.generator(with_labels(noise, labels), training=True)
+        return self._update_generator(tape, fake_images, labels)
 
-    def _update_generator(self, tape, fake_images):
+    def _update_generator(self, tape, fake_images, fake_labels=None):
         # Re-entering the tape that recorded fake_images = G(z) extends it through D, so the
         # gradient reaches the generator's weights without running G again.
         with tape:
-            fake_logits = _call_keeping_statistics(self.discriminator, self._augment(fake_images))
+            fake_logits = _call_keeping_statistics(
+                self.discriminator, with_labels(self._augment(fake_images), fake_labels)
+            )
             g_loss = self.loss_fn.generator(fake_logits)
         self._apply(tape, g_loss, self.generator, self.g_optimizer)
         return g_loss
@@ -195,15 +229,16 @@ class GAN(keras.Model):
             return images
         return diff_augment(images, self.augmentations, self.augment_seed)
 
-    def _r1_penalty(self, real_images):
-        """(D's logits of the real batch, r1 / 2 * mean over the batch of |grad_x D(x)|^2).
+    def _r1_penalty(self, real_images, real_labels=None):
+        """(D's logits of the real batch, r1 / 2 * mean over the batch of |grad_x D(x)|^2);
+        a conditional D sees each image with its label, and x is the image only.
         The inner tape watches the real batch only; the outer tape (D's update) differentiates
         the penalty again, with respect to D's weights. Under N replicas the penalty is
         divided by N, as Keras losses are, so the update follows the global batch's mean."""
         real_images = tf.convert_to_tensor(real_images)
         with tf.GradientTape() as input_tape:
             input_tape.watch(real_images)
-            real_logits = self.discriminator(real_images, training=True)
+            real_logits = self.discriminator(with_labels(real_images, real_labels), training=True)
             # Each logit depends on its own image only: the gradient of their sum is, row by
             # row, each logit's gradient with respect to its image.
             logit_sum = tf.reduce_sum(real_logits)
@@ -273,7 +308,9 @@ def build_gan(config, adam=FusedAdam, steps_per_epoch: int | None = None) -> GAN
     adversarial loss config.loss on logits, the step's options (--augment, --r1, --ema), XLA if
     config.jit, config.steps_per_call steps per compiled call, and config.mixed_precision.
     steps_per_epoch: needed by a decaying --lr-schedule, which reaches 0 after config.epochs
-    epochs. Call it inside a tf.distribute strategy's scope to train under that strategy."""
+    epochs. --conditional needs config.num_classes resolved (Config.resolved with the
+    labels' class count). Call it inside a tf.distribute strategy's scope to train under
+    that strategy."""
     with _precision_policy(config.mixed_precision):
         generator = generator_for(config)
         discriminator = discriminator_for(config)
@@ -285,6 +322,7 @@ def build_gan(config, adam=FusedAdam, steps_per_epoch: int | None = None) -> GAN
         augment=parse_augmentations(config.augment) if config.augment else (),
         r1=config.r1,
         ema=config.ema,
+        num_classes=config.num_classes,
     )
     g_lr, d_lr = config.learning_rates
     model.compile(

@@ -1,5 +1,8 @@
 """Draw samples from a trained generator: `python -m gan.generate --run logs/NAME --n 10000
---out samples.npz` (see --help).
+--out samples.npz` (see --help); of a conditional run (--conditional), of chosen classes:
+`--label 7`, `--label 0-9`, `--label 1,3,5` (image i gets the list's label i mod its length;
+without --label every class in turn, label i mod num_classes), saved beside the images in the
+.npz as `labels`.
 
 The generator comes from a run directory (its generator.keras, or with --checkpoint one of
 the checkpoints under checkpoints/) or from a bare saved model (--generator path.keras).
@@ -30,10 +33,11 @@ import numpy as np
 
 from gan import checkpoints, cli, rundir
 from gan.cli import Parser, add_verbose_argument, whole_number
-from gan.config import Config
+from gan.config import MAX_CLASSES, Config
 from gan.errors import UsageError
 
 PROG = "python -m gan.generate"
+MAX_CLASS = MAX_CLASSES - 1  # labels are uint8
 
 
 @dataclass(frozen=True)
@@ -74,13 +78,27 @@ class GeneratorSource:
             )
         return cls(path, run_dir, False, run_config(run_dir).epochs)
 
+    def num_classes(self) -> int | None:
+        """The classes of a conditional run's generator, from the run's config.json (no
+        TensorFlow); None for an unconditional run, or for a bare .keras file (unknown
+        until it is loaded: see gan.models.generator_inputs)."""
+        return run_config(self.run_dir).num_classes if self.run_dir is not None else None
+
     def load(self):
-        """The generator as a keras.Model: (B, noise_dim) -> (B, 28, 28, 1) in [-1, 1]."""
+        """The generator as a keras.Model: (B, noise_dim) -> (B, 28, 28, 1) in [-1, 1], or
+        for a conditional run [(B, noise_dim), labels (B,)] -> the same."""
+        from gan.models import generator_inputs
+
         generator = self._restore() if self.checkpoint else self._load_keras_file()
-        if len(generator.input_shape) != 2 or np.prod(generator.output_shape[1:]) != 28 * 28:
+        try:
+            generator_inputs(generator)
+            ok = np.prod(generator.output_shape[1:]) == 28 * 28
+        except ValueError:
+            ok = False
+        if not ok:
             raise UsageError(
                 f"{self.path}: not a generator (it maps {generator.input_shape} to "
-                f"{generator.output_shape}, not noise to 28x28 images)"
+                f"{generator.output_shape}, not noise (and labels) to 28x28 images)"
             )
         return generator
 
@@ -133,19 +151,71 @@ class GeneratorSource:
         return str(self.path) + (f" (epoch {self.epoch})" if self.epoch else "")
 
 
-def generate(generator, n: int, seed: int = 0, batch_size: int = 1000) -> np.ndarray:
+def generate(generator, n: int, seed: int = 0, batch_size: int = 1000, labels=None) -> np.ndarray:
     """n images from `generator`: uint8 (n, 28, 28), 0-255. The noise is the first n rows of
     numpy.random.default_rng(seed).standard_normal, so a seed gives the same images every time
-    and the first k images do not depend on n."""
-    from gan.data import to_uint8
+    and the first k images do not depend on n. labels (conditional generators only): a
+    class, or classes that image i takes in turn (see label_sequence); None: every class in
+    turn. Raises UsageError for labels an unconditional generator is given, or outside its
+    classes."""
+    return generate_with_labels(generator, n, seed, labels, batch_size)[0]
 
-    noise_dim = generator.input_shape[-1]
+
+def generate_with_labels(
+    generator, n: int, seed: int = 0, labels=None, batch_size: int = 1000
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """generate(), and the labels the images were generated for: uint8 (n,), None for an
+    unconditional generator."""
+    from gan.data import to_uint8
+    from gan.models import generator_inputs, with_labels
+
+    noise_dim, num_classes = generator_inputs(generator)
+    if num_classes is None and labels is not None:
+        raise UsageError("the generator is not conditional: it takes no labels")
     noise = np.random.default_rng(seed).standard_normal((n, noise_dim), dtype=np.float32)
-    batches = [
-        to_uint8(generator(noise[start : start + batch_size], training=False))
-        for start in range(0, n, batch_size)
-    ]
-    return np.concatenate(batches)
+    classes = None if num_classes is None else label_sequence(labels, n, num_classes)
+    batches = []
+    for start in range(0, n, batch_size):
+        rows = slice(start, start + batch_size)
+        batch_labels = None if classes is None else classes[rows].astype(np.int32)
+        images = generator(with_labels(noise[rows], batch_labels), training=False)
+        batches.append(to_uint8(images))
+    return np.concatenate(batches), classes
+
+
+def label_sequence(labels, n: int, num_classes: int) -> np.ndarray:
+    """The labels of n conditional samples, uint8 (n,): image i gets labels[i % len(labels)]
+    for a sequence of classes, `labels` itself for one class (an int), and i % num_classes
+    for None (every class equally often; with 10 classes in a 10-column grid, column k is
+    class k). Raises UsageError for a class outside 0..num_classes-1."""
+    if labels is None:
+        labels = range(num_classes)
+    classes = np.atleast_1d(np.asarray(labels, dtype=np.int64))
+    if classes.ndim != 1 or len(classes) == 0:
+        raise UsageError("labels must be one class or a non-empty list of classes")
+    outside = sorted({int(c) for c in classes if not 0 <= c < num_classes})
+    if outside:
+        raise UsageError(
+            f"class {', '.join(map(str, outside))} is not one of the generator's "
+            f"{num_classes} classes (0-{num_classes - 1})"
+        )
+    return np.resize(classes, n).astype(np.uint8)  # repeats the classes to length n
+
+
+def parse_labels(text: str) -> tuple[int, ...]:
+    """--label: '7' -> (7,), '0-3' -> (0, 1, 2, 3), '1,3,5' -> (1, 3, 5); items may mix,
+    e.g. '0-2,7'. Raises argparse.ArgumentTypeError (one line, exit 2) for anything else."""
+    labels = []
+    for item in text.replace(" ", "").split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        first, last = (int(match[1]), int(match[2] or match[1])) if match else (1, 0)
+        if not first <= last <= MAX_CLASS:
+            raise argparse.ArgumentTypeError(
+                f"expected a class 0-{MAX_CLASS}, a range FIRST-LAST or a comma list of them "
+                f"(e.g. 7, 0-9, 1,3,5), got {text!r}"
+            )
+        labels.extend(range(first, last + 1))
+    return tuple(labels)
 
 
 def check_memory(count: int, noise_dim: int, grid_pixels: int = 0) -> None:
@@ -270,24 +340,51 @@ def _main(args: argparse.Namespace) -> int:
             args.overwrite,
             default_output(source, "grid", args.seed, ".png"),
         )
+        check_label(args.label, source)  # from the run's config.json, before TensorFlow
         generator = source.load()
         count = max(args.n if out else 0, args.rows * args.cols if png else 0)
         grid_pixels = (args.rows * 30 + 2) * (args.cols * 30 + 2) * args.scale**2 if png else 0
-        check_memory(count, generator.input_shape[-1], grid_pixels)
+        from gan.models import generator_inputs
+
+        noise_dim, num_classes = generator_inputs(generator)
+        if args.label is not None and num_classes is None:  # a bare .keras file
+            raise UsageError(f"--label: {source.path} is not a conditional generator")
+        labels = None if num_classes is None else label_sequence(args.label, count, num_classes)
+        check_memory(count, noise_dim, grid_pixels)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
     from gan.images import make_grid, save_png
 
-    images = generate(generator, count, args.seed)
+    images = generate(generator, count, args.seed, labels=labels)
     if out:
-        np.savez_compressed(out, images=images[: args.n])
-        print(f"Wrote {args.n} images from {source.describe()} to {out} (key 'images', uint8)")
+        arrays = {"images": images[: args.n]}
+        if labels is not None:
+            arrays["labels"] = labels[: args.n]
+        np.savez_compressed(out, **arrays)
+        keys = "key 'images', uint8" + (
+            "; their classes: key 'labels'" if "labels" in arrays else ""
+        )
+        print(f"Wrote {args.n} images from {source.describe()} to {out} ({keys})")
     if png:
         save_png(make_grid(images, args.rows, args.cols, scale=args.scale), png)
         print(f"Wrote a {args.rows}x{args.cols} grid from {source.describe()} to {png}")
     return 0
+
+
+def check_label(label: tuple[int, ...] | None, source: GeneratorSource) -> None:
+    """Refuses --label for a run that is not conditional, or with a class the run does not
+    have, from the run's config.json alone (no TensorFlow). A bare .keras file is checked
+    once loaded."""
+    if label is None or source.run_dir is None:
+        return
+    num_classes = source.num_classes()
+    if num_classes is None:
+        raise UsageError(
+            f"--label: {source.run_dir} is not a conditional run (train with --conditional)"
+        )
+    label_sequence(label, 1, num_classes)
 
 
 def _one_line(error: BaseException) -> str:
@@ -327,11 +424,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog=PROG,
         description="Draw images from a trained generator: an .npz of uint8 images (key "
-        "'images', shape (N, 28, 28), 0-255) for gan.evaluate, and/or a PNG grid to look at.",
+        "'images', shape (N, 28, 28), 0-255; for a conditional run also their classes, key "
+        "'labels', shape (N,)) for gan.evaluate, and/or a PNG grid to look at.",
     )
     add_source_arguments(parser)
     parser.add_argument(
         "--n", type=whole_number(1), default=10000, help="images to write to --out (default: 10000)"
+    )
+    parser.add_argument(
+        "--label",
+        type=parse_labels,
+        metavar="CLASSES",
+        help="for a conditional run (--conditional): the classes to draw, a class (7), a "
+        "range (0-9) or a comma list (1,3,5); image i gets the list's label i mod its length "
+        "(default: every class in turn). The .npz keeps them as 'labels' (uint8)",
     )
     parser.add_argument(
         "--out",

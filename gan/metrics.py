@@ -84,3 +84,48 @@ def kl_to_uniform(histogram: np.ndarray) -> float:
     frequent, log(K) when all samples are one class."""
     histogram = np.asarray(histogram, dtype=np.float64)
     return float(np.sum(xlogy(histogram, histogram * len(histogram))))
+
+
+# --- conditional generation: samples that come with the class they were generated for -----
+# labels: int (N,), the class each sample was generated for (or, for real images, is).
+
+
+def label_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of samples whose most probable class is their label, in [0, 1]."""
+    return float(np.mean(np.asarray(probabilities).argmax(axis=1) == np.asarray(labels)))
+
+
+def per_class_accuracy(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """label_accuracy among the samples of each label: float (K,) for the K classes of
+    `probabilities`; NaN for a class no sample has."""
+    labels = np.asarray(labels)
+    hits = np.asarray(probabilities).argmax(axis=1) == labels
+    count = probabilities.shape[1]
+    totals = np.bincount(labels, minlength=count)[:count]
+    correct = np.bincount(labels, weights=hits, minlength=count)[:count]
+    return np.where(totals > 0, correct / np.maximum(totals, 1), np.nan)
+
+
+def class_statistics(features: np.ndarray, labels: np.ndarray, count: int) -> list:
+    """feature_statistics of the samples of each class 0..count-1: a list of (mean, cov),
+    None for a class with fewer than 2 samples (no covariance)."""
+    labels = np.asarray(labels)
+    return [
+        feature_statistics(features[labels == c]) if np.sum(labels == c) >= 2 else None
+        for c in range(count)
+    ]
+
+
+def class_frechet_distances(
+    features: np.ndarray, labels: np.ndarray, reference: list
+) -> np.ndarray:
+    """The Fréchet distance, class by class, between the samples of class c and the reference
+    statistics of class c (`reference`: class_statistics of real images): float (K,) for
+    K = len(reference); NaN where either side has fewer than 2 images."""
+    statistics = class_statistics(features, labels, len(reference))
+    return np.array(
+        [
+            np.nan if ours is None or theirs is None else frechet_distance(*ours, *theirs)
+            for ours, theirs in zip(statistics, reference, strict=True)
+        ]
+    )

@@ -13,6 +13,9 @@ entry of ARCHITECTURES:
 
 `hidden` (the widths of the hidden layers, --g-hidden / --d-hidden) applies to the MLP
 architectures; None means the architecture's default (gan.config.MLP_HIDDEN).
+
+--conditional wraps any architecture's networks (`conditional_generator`,
+`projection_discriminator`): they then also take int32 labels (B,) in 0..num_classes-1.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ IMAGE_SIZE = 28 * 28
 OUTPUT_DTYPE = "float32"
 LEAK = 0.2  # LeakyReLU slope of the upgraded architectures
 BN_MOMENTUM = 0.8  # moving statistics follow the fast-changing generator closely
+# --conditional: the length of the generator's learned label embedding, joined to the noise
+# (50, as in the usual Keras conditional GANs). Through the first layer it adds a learned
+# vector per class to the pre-activations; 50 >= the 10 classes leaves those independent.
+LABEL_EMBEDDING = 50
+GENERATOR_EMBEDDING = "label_embedding"  # layer names: how a loaded network is recognised
+PROJECTION = "label_projection"
 
 
 def mlp_generator(noise_dim: int, hidden=MLP_HIDDEN["mlp"][0]) -> keras.Sequential:
@@ -155,21 +164,81 @@ def build_discriminator(arch: str, hidden: tuple[int, ...] | None = None):
 
 
 def generator_for(config) -> keras.Model:
-    """The generator a gan.config.Config describes: --arch, --noise-dim, --g-hidden."""
-    return build_generator(config.arch, config.noise_dim, _widths(config.g_hidden))
+    """The generator a gan.config.Config describes: --arch, --noise-dim, --g-hidden,
+    --conditional (with its resolved num_classes)."""
+    if not config.conditional:
+        return build_generator(config.arch, config.noise_dim, _widths(config.g_hidden))
+    body = build_generator(
+        config.arch, config.noise_dim + LABEL_EMBEDDING, _widths(config.g_hidden)
+    )
+    return conditional_generator(body, config.noise_dim, config.num_classes)
 
 
 def discriminator_for(config) -> keras.Model:
-    """The discriminator a gan.config.Config describes: --arch, --d-hidden, --spectral-norm."""
+    """The discriminator a gan.config.Config describes: --arch, --d-hidden, --conditional
+    (with its resolved num_classes), --spectral-norm."""
     discriminator = build_discriminator(config.arch, _widths(config.d_hidden))
+    if config.conditional:
+        discriminator = projection_discriminator(discriminator, config.num_classes)
     return spectrally_normalised(discriminator) if config.spectral_norm else discriminator
 
 
-def spectrally_normalised(model: keras.Sequential) -> keras.Sequential:
-    """A new network like `model` (freshly initialised) whose Dense and Conv2D layers are
-    wrapped in keras.layers.SpectralNormalization: each training call does one power
-    iteration and divides the kernel by its largest singular value, so each layer is about
-    1-Lipschitz. The wrapper keeps the layer's dtype policy (float32 logits stay float32)."""
+def conditional_generator(body: keras.Sequential, noise_dim: int, num_classes: int):
+    """[noise float32 (B, noise_dim), labels int32 (B,) in 0..num_classes-1] -> images float32
+    (B, 28, 28, 1) in [-1, 1]: the label's learned embedding (LABEL_EMBEDDING numbers) joined
+    to the noise, then the layers of `body`, an unconditional generator built for noise of
+    noise_dim + LABEL_EMBEDDING numbers (so every architecture works unchanged; for dcgan the
+    label reaches every pixel through the first Dense layer)."""
+    noise = keras.Input((noise_dim,), name="noise")
+    labels = keras.Input((), dtype="int32", name="label")
+    embedded = _class_vectors(labels, num_classes, LABEL_EMBEDDING, GENERATOR_EMBEDDING)
+    return keras.Model(
+        [noise, labels],
+        _apply(body.layers, layers.Concatenate()([noise, embedded])),
+        name="generator",
+    )
+
+
+def projection_discriminator(body: keras.Sequential, num_classes: int):
+    """[images float32 (B, 28, 28, 1), labels int32 (B,)] -> logits float32 (B, 1): the
+    projection discriminator of Miyato & Koyama (2018), logit = psi(phi(x)) + embed(y) . phi(x),
+    where phi is every layer of the unconditional `body` but its last, psi its last (Dense 1),
+    and embed(y) a learned vector per class of phi's width (num_classes x width weights).
+    The label enters as an inner product with the features: the form D's optimal logit takes
+    when the class posteriors are log-linear in phi(x) (the paper's derivation), instead of a
+    one-hot concatenated to the input, which D must learn to use (see docs/training.md)."""
+    images = keras.Input(IMAGE_SHAPE, name="image")
+    labels = keras.Input((), dtype="int32", name="label")
+    *phi, psi = body.layers
+    features = _apply(phi, images)
+    projection = _class_vectors(labels, num_classes, features.shape[-1], PROJECTION)
+    inner = layers.Dot(axes=1)([projection, features])  # (B, 1)
+    logits = layers.Add(dtype=OUTPUT_DTYPE)([psi(features), inner])
+    return keras.Model([images, labels], logits, name="discriminator")
+
+
+def generator_inputs(generator: keras.Model) -> tuple[int, int | None]:
+    """(noise_dim, num_classes) of a generator of this module: num_classes is None for an
+    unconditional one (whose only input is the noise). Raises ValueError for a network with
+    other inputs."""
+    shapes = [tuple(tensor.shape) for tensor in generator.inputs]
+    if len(shapes) == 1 and len(shapes[0]) == 2:
+        return shapes[0][1], None
+    try:
+        classes = generator.get_layer(GENERATOR_EMBEDDING).kernel.shape[0]
+    except ValueError:
+        classes = None
+    if len(shapes) == 2 and len(shapes[0]) == 2 and len(shapes[1]) == 1 and classes:
+        return shapes[0][1], classes
+    raise ValueError(f"inputs {shapes} are neither noise nor (noise, label)")
+
+
+def spectrally_normalised(model: keras.Model) -> keras.Model:
+    """A new network like `model` (freshly initialised) whose Dense and Conv2D layers (a
+    projection discriminator's projection too) are wrapped in keras.layers.SpectralNormalization:
+    each training call does one power iteration and divides the kernel by its largest
+    singular value, so each layer is about 1-Lipschitz. The wrapper keeps the layer's dtype
+    policy (float32 logits stay float32)."""
 
     def clone(layer):
         fresh = layer.__class__.from_config(layer.get_config())
@@ -178,6 +247,33 @@ def spectrally_normalised(model: keras.Sequential) -> keras.Sequential:
         return fresh
 
     return keras.models.clone_model(model, clone_function=clone)
+
+
+def with_labels(batch, labels):
+    """A network's inputs: the batch alone for an unconditional network (labels None), else
+    [batch, int32 labels] as the conditional networks take them, both as tensors (Keras
+    refuses a list that mixes tensors and NumPy arrays)."""
+    if labels is None:
+        return batch
+    return [keras.ops.convert_to_tensor(batch), keras.ops.convert_to_tensor(labels, "int32")]
+
+
+def _class_vectors(labels, num_classes: int, width: int, name: str):
+    """A learned vector of `width` numbers per class: int labels (B,) -> (B, width), through
+    a Dense layer without bias (named `name`) on the labels' one-hot, whose kernel rows are
+    the classes' vectors: an embedding table. Not keras.layers.Embedding, whose gradient is
+    an IndexedSlices: Keras' Adam (used under --strategy) squares its rows before adding
+    those of repeated labels, which gets the second moment wrong; and --spectral-norm's
+    keras.layers.SpectralNormalization casts a layer's output to its input's dtype, int here."""
+    one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
+    return layers.Dense(width, use_bias=False, name=name)(one_hot)
+
+
+def _apply(stack, inputs):
+    """`inputs` through each layer of `stack` in turn (a Sequential's layers, reused)."""
+    for layer in stack:
+        inputs = layer(inputs)
+    return inputs
 
 
 def _widths(text: str | None) -> tuple[int, ...] | None:

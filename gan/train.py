@@ -8,7 +8,7 @@ exit status 2. A run writes LOGDIR/RUN/:
     events.out.tfevents.*         TensorBoard: d_loss, g_loss, d_real, d_fake, sample grids,
                                   the options (HParams)
     plugins/profile/              with --profile-steps: a profiler trace (TensorBoard's profile tab)
-    samples/epoch_NNN.png         5x5 grids of G(fixed noise)
+    samples/epoch_NNN.png         5x5 grids of G(fixed noise); --conditional: a row per class
     history.csv, losses.png       per-epoch metrics and a plot of the losses
     checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
@@ -43,6 +43,7 @@ def train(
     images: np.ndarray | None = None,
     resume: bool = False,
     evaluator=None,
+    labels: np.ndarray | None = None,
 ):
     """Trains the GAN `config` describes, writing the run to `run_dir`; returns the trained GAN.
 
@@ -50,8 +51,9 @@ def train(
     `run_dir` from its latest checkpoint; `config` is the run's saved config (see
     Config.resumed_with), its `epochs` may be larger than before.
     images: uint8 (N, 28, 28), already loaded and checked by the caller; loaded from
-    config.dataset / config.data / config.limit if None. Trains under config.strategy (every
-    worker of a multiworker run calls this).
+    config.dataset / config.data / config.limit if None (see load_data). labels: uint8 (N,),
+    the images' classes: needed with images for a --conditional run, ignored otherwise.
+    Trains under config.strategy (every worker of a multiworker run calls this).
     evaluator: the gan.evaluate.Evaluator that config.eval_every uses; if None, one is built
     for config.dataset / config.data (all of its images, not only the first --limit).
 
@@ -62,7 +64,19 @@ def train(
     once the current epoch is checkpointed; OSError (or TensorFlow's ResourceExhaustedError)
     if the disk is full, the latest complete checkpoint staying the latest.
     """
-    return Training(config, run_dir, images, resume, evaluator).run()
+    return Training(config, run_dir, images, resume, evaluator, labels).run()
+
+
+def load_data(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
+    """The training images of config.dataset / data / limit / source, uint8 (N, 28, 28), and
+    for --conditional their labels, uint8 (N,) (None otherwise). Raises DataError; for a
+    conditional run on images without labels, one naming what was looked for."""
+    if not config.conditional:
+        return data.load(config.dataset, config.data, config.limit, config.source), None
+    try:
+        return data.load_labelled(config.dataset, config.data, config.limit, config.source)
+    except data.LabelError as error:
+        raise data.LabelError(f"--conditional needs the class of every image: {error}") from None
 
 
 class Training:
@@ -70,7 +84,7 @@ class Training:
     (gan.rundir.RunLock) and prepares it (raising UsageError before writing anything if the
     run cannot go ahead), `run()` trains. The lock is held until `run()` returns or raises."""
 
-    def __init__(self, config, run_dir, images=None, resume=False, evaluator=None):
+    def __init__(self, config, run_dir, images=None, resume=False, evaluator=None, labels=None):
         # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
         # instantly instead of after the seconds TensorFlow takes to load.
         import keras
@@ -82,14 +96,17 @@ class Training:
         strategy = distribute.make_strategy(config.strategy)
         distribute.check_batch_split(config.batch_size, strategy.num_replicas_in_sync)
         self.run_dir = run_dir = Path(run_dir)
-        self.images = (
-            data.load(config.dataset, config.data, config.limit, config.source)
-            if images is None
-            else images
-        )
+        if images is None:
+            images, labels = load_data(config)
+        self.images, self.labels = images, labels if config.conditional else None
+        if config.conditional and (labels is None or len(labels) != len(images)):
+            raise ValueError("a --conditional run needs one label for each of its images")
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
-        self.config = config = config.resolved(len(self.images), has_gpu)
+        classes = None if self.labels is None else int(self.labels.max()) + 1
+        self.config = config = config.resolved(len(self.images), has_gpu, classes)
         self.evaluator = evaluator
+        if config.eval_every and config.conditional:
+            _check_evaluable_classes(config.num_classes)
         if config.eval_every and evaluator is None:
             from gan.evaluate import Evaluator
 
@@ -109,7 +126,9 @@ class Training:
                 steps_per_epoch=config.steps_per_epoch(len(self.images)),
             )
         self.checkpoints = checkpoints.Checkpoints(
-            self.model, run_dir / rundir.CHECKPOINTS, checkpoints.fingerprint(self.images)
+            self.model,
+            run_dir / rundir.CHECKPOINTS,
+            checkpoints.fingerprint(self.images, self.labels),
         )
         self.history_csv, self.samples_dir = run_dir / rundir.HISTORY, run_dir / rundir.SAMPLES
         self.notices = []  # lines for the user: checkpoints skipped, damaged files moved aside
@@ -152,10 +171,12 @@ class Training:
         config, run_dir = self.config, self.run_dir
         steps_per_epoch = config.steps_per_epoch(len(self.images))
         dataset = data.make_dataset(
-            self.images, config.batch_size, config.seed, config.epochs, self.epochs_done
-        )
-        fixed_noise = np.random.default_rng(config.seed).standard_normal(
-            (callbacks.GRID_ROWS * callbacks.GRID_COLS, config.noise_dim), dtype=np.float32
+            self.images,
+            config.batch_size,
+            config.seed,
+            config.epochs,
+            self.epochs_done,
+            labels=self.labels,
         )
         hook = safety.signal_hook_from_env()
         writer = tf.summary.create_file_writer(str(run_dir))
@@ -174,12 +195,8 @@ class Training:
                         callbacks.ConsoleProgress(config.epochs, steps_per_epoch),
                         callbacks.HParams(writer, dataclasses.asdict(config), run_dir.name),
                         callbacks.ScalarSummaries(writer),
-                        callbacks.SampleGrids(
-                            fixed_noise,
-                            self.samples_dir,
-                            writer,
-                            config.sample_every,
-                            config.epochs,
+                        callbacks.SampleGrids.for_run(
+                            config, self.samples_dir, writer, config.sample_every, config.epochs
                         ),
                         callbacks.History(self.history_csv, run_dir / rundir.LOSSES_PLOT),
                         *([self._evaluation(writer)] if config.eval_every else []),
@@ -224,7 +241,7 @@ def _main(args: argparse.Namespace) -> int:
         safety.signal_hook_from_env()
         source = data_source(config.dataset, config.data, config.source, "training on")
         config = config.replace(source=source)  # config.json records it: --resume reads the same
-        images = data.load(config.dataset, config.data, config.limit, config.source)
+        images, labels = load_data(config)
         if len(images) < config.batch_size:
             raise UsageError(
                 f"only {len(images)} images, fewer than one batch of {config.batch_size}; "
@@ -241,7 +258,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         with distribute.output_dir(run_dir, chief) as output:
             try:
-                training = Training(config, output, images, resume=args.resume)
+                training = Training(config, output, images, args.resume, labels=labels)
             except UsageError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
@@ -326,6 +343,18 @@ def _resolve_config(args: argparse.Namespace) -> Config:
     except ValueError as error:  # bad JSON or UsageError
         raise UsageError(f"--resume: cannot use {path}: {error}") from None
     return saved.resumed_with({name: getattr(config, name) for name in given})
+
+
+def _check_evaluable_classes(num_classes: int) -> None:
+    """Refuses --eval-every for a conditional run with more classes than the evaluation
+    classifier knows: their label accuracy cannot be measured."""
+    from gan.classifier import NUM_CLASSES
+
+    if num_classes > NUM_CLASSES:
+        raise UsageError(
+            f"--eval-every: the evaluation classifier knows {NUM_CLASSES} classes, the run "
+            f"has --num-classes {num_classes}"
+        )
 
 
 def _check_profile_steps(config: Config, image_count: int) -> None:

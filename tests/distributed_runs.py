@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # conftest, run as a s
 from conftest import make_images  # noqa: E402
 
 IMAGES, BATCH, EPOCHS, NOISE_DIM = 64, 16, 2, 8  # 4 steps an epoch, 8 images per replica
+CLASSES = 10  # --conditional runs: image i is labelled i mod 10
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
@@ -74,20 +75,21 @@ def build(strategy, **changes):
     """A fresh GAN (seed 0) built under `strategy`."""
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        return build_gan(config(**changes).resolved(IMAGES, has_gpu=False))
+        return build_gan(config(**changes).resolved(IMAGES, False, CLASSES))
 
 
 def fit_without_dropout(strategy, steps_per_call, **changes):
     """A GAN built under `strategy`, dropout off (a distributed run draws other dropout masks
     than one device), trained EPOCHS epochs like gan.train.train. Returns (model, first step)."""
     images = make_images(IMAGES)
+    labels = np.arange(IMAGES) % CLASSES if changes.get("conditional") else None
     model = build(strategy, steps_per_call=steps_per_call, **changes)
     for layer in model.discriminator.layers:
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
     first = FirstStep()
     model.fit(
-        data.make_dataset(images, BATCH, seed=0, epochs=EPOCHS),
+        data.make_dataset(images, BATCH, seed=0, epochs=EPOCHS, labels=labels),
         epochs=EPOCHS,
         steps_per_epoch=IMAGES // BATCH,
         shuffle=False,
@@ -180,6 +182,16 @@ def mirrored(out: Path) -> dict:
         # --ema over mlp-bn: the average of weights and of synchronized BatchNorm statistics
         "single_ema": fit_without_dropout(single, steps_per_call=1, arch="mlp-bn", ema=0.9),
         "mirrored_ema": fit_without_dropout(mirrored, steps_per_call=2, arch="mlp-bn", ema=0.9),
+        # --conditional: each replica's share of the fake labels, the labels of its images
+        "single_conditional": fit_without_dropout(
+            single, steps_per_call=1, arch="mlp-bn", conditional=True
+        ),
+        "mirrored_conditional": fit_without_dropout(
+            mirrored, steps_per_call=2, arch="mlp-bn", conditional=True
+        ),
+        "mirrored_conditional_float16": fit_without_dropout(
+            mirrored, steps_per_call=2, conditional=True, mixed_precision="float16"
+        ),
     }
     for name, (model, first) in runs.items():
         results.update({f"{name}/{k}": v for k, v in variables(model).items()})

@@ -4,6 +4,7 @@ outputs are rolled back to the checkpoint; the NaN guard, signals and the test h
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import signal
 import types
@@ -222,9 +223,11 @@ def _steps(events):
 
 
 def _poison(make_dataset, epoch, step):
-    """A gan.data.make_dataset whose batch at (epoch, step), both from 1, is all NaN."""
+    """A gan.data.make_dataset (of unlabelled batches) whose batch at (epoch, step), both
+    from 1, is all NaN."""
 
-    def poisoned(images, batch_size, seed, epochs, first_epoch=0):
+    def poisoned(images, batch_size, seed, epochs, first_epoch=0, labels=None):
+        assert labels is None
         index = (epoch - 1 - first_epoch) * (len(images) // batch_size) + step - 1
         batches = make_dataset(images, batch_size, seed, epochs, first_epoch).enumerate()
         return batches.map(lambda i, batch: tf.where(i == index, np.float32(np.nan), batch))
@@ -338,3 +341,12 @@ def test_a_stop_request_saves_the_epoch_and_stops():
     saver.on_train_begin()
     saver.on_epoch_end(2)
     assert store.saves == [3] and saver.model.stop_training
+
+
+def test_a_conditional_run_fingerprints_its_labels_and_an_unconditional_one_as_before():
+    images = make_images(4)
+    by_hand = hashlib.sha256(repr(images.shape).encode())
+    by_hand.update(images.tobytes())
+    assert fingerprint(images) == fingerprint(images, None) == by_hand.hexdigest()  # unchanged
+    labelled = fingerprint(images, np.array([0, 1, 2, 3]))
+    assert labelled not in (fingerprint(images), fingerprint(images, np.array([0, 1, 2, 4])))

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from gan.config import PRESETS, Config, parse_step_range, parse_widths
+from gan.config import (
+    ADDED_LATER,
+    CHANGEABLE_ON_RESUME,
+    PRESETS,
+    Config,
+    parse_step_range,
+    parse_widths,
+)
 from gan.errors import UsageError
 
 
@@ -69,12 +76,6 @@ def test_json_that_is_not_an_object_is_rejected(text):
         Config.from_json(text)
 
 
-def test_json_missing_an_option_a_resume_may_change_takes_its_default():
-    values = json.loads(Config(checkpoint_every=3).to_json())
-    del values["checkpoint_every"], values["checkpoint_interval"]  # as in an older config.json
-    assert Config.from_json(json.dumps(values)) == Config()
-
-
 def test_json_with_missing_options_is_rejected_naming_them():
     values = json.loads(Config().to_json())
     del values["lr"], values["seed"], values["epochs"]
@@ -123,6 +124,10 @@ def test_unknown_keys_in_json_are_rejected():
         ({"augment": "translation,flip"}, "--augment must be one or more of translation, cutout"),
         ({"augment": "cutout,cutout"}, "--augment"),
         ({"preset": "fancy"}, "--preset must be one of textbook, best"),
+        ({"num_classes": 10}, "--num-classes is for --conditional runs only"),
+        ({"conditional": True, "num_classes": 1}, r"--num-classes must be in 2\.\.256"),
+        ({"conditional": True, "num_classes": 257}, "--num-classes must be in"),
+        ({"conditional": "yes"}, "--conditional must be true or false"),
         ({"r1": 1.0, "mixed_precision": "float16"}, "--r1 needs the gradient"),
         (
             {"arch": "dcgan", "g_hidden": "256", "d_hidden": "64"},
@@ -216,3 +221,41 @@ def test_a_decaying_schedule_keeps_its_last_epoch_on_resume():
     with pytest.raises(UsageError, match="--lr-schedule linear decays to 0 at the saved"):
         saved.resumed_with({"epochs": 20})
     assert Config(epochs=10).resumed_with({"epochs": 20}).epochs == 20  # constant: may grow
+
+
+def test_a_conditional_run_takes_its_number_of_classes_from_the_labels():
+    assert Config().conditional is False  # off by default, like every other option
+    assert Config().resolved(1000, False, class_count=10).num_classes is None  # unconditional
+    conditional = Config(conditional=True)
+    assert conditional.resolved(1000, False, class_count=10).num_classes == 10
+    assert conditional.replace(num_classes=12).resolved(1000, False, 10).num_classes == 12
+    with pytest.raises(UsageError, match="--num-classes 5: the training labels go up to 9"):
+        conditional.replace(num_classes=5).resolved(1000, False, class_count=10)
+    with pytest.raises(UsageError, match="--conditional needs at least 2 classes"):
+        conditional.resolved(1000, False, class_count=1)
+    with pytest.raises(ValueError, match="resolves with its labels' class count"):
+        conditional.resolved(1000, False)
+    saved = Config.from_json(conditional.resolved(1000, False, 10).to_json())
+    assert saved.num_classes == 10 and saved.resolved(1000, False).num_classes == 10
+
+
+def test_a_resumed_run_keeps_its_conditional_options():
+    saved = Config(conditional=True, num_classes=10)
+    assert "conditional" not in CHANGEABLE_ON_RESUME and "num_classes" not in CHANGEABLE_ON_RESUME
+    with pytest.raises(UsageError, match=r"--conditional False \(saved: True\)"):
+        saved.resumed_with({"conditional": False})
+    with pytest.raises(UsageError, match=r"--num-classes 12 \(saved: 10\)"):
+        saved.resumed_with({"num_classes": 12})
+
+
+def test_a_config_json_from_before_the_options_added_later_reads_as_it_trained():
+    """Runs written before --conditional existed have no such keys: they trained without. Runs
+    written before --checkpoint-interval existed saved by the --checkpoint-every they record."""
+    values = json.loads(Config(epochs=3, checkpoint_every=1).to_json())
+    for name in ADDED_LATER:
+        del values[name]
+    assert Config.from_json(json.dumps(values)) == Config(epochs=3, checkpoint_every=1)
+    assert ADDED_LATER == {"conditional": False, "num_classes": None, "checkpoint_interval": 60.0}
+    del values["epochs"]  # any other option must still be there
+    with pytest.raises(UsageError, match="^options missing from config: epochs$"):
+        Config.from_json(json.dumps(values))

@@ -133,6 +133,35 @@ def test_dataset_shuffles_each_epoch_drops_the_remainder_and_is_reproducible():
     assert not np.array_equal(other_seed[0], epochs[0])
 
 
+def test_labelled_dataset_pairs_every_image_with_its_own_label_in_the_same_order():
+    # Image i is filled with the pixel value i and labelled 255 - i.
+    images = np.broadcast_to(np.arange(100, dtype=np.uint8)[:, None, None], (100, 28, 28))
+    labels = (255 - np.arange(100)).astype(np.uint8)
+    plain = _epochs(images, batch_size=32, seed=7, epochs=2)
+    pairs = list(data.make_dataset(images, 32, seed=7, epochs=2, labels=labels))
+    assert len(pairs) == 6 and all(len(pair) == 2 for pair in pairs)
+    batches = np.concatenate([batch.numpy() for batch, _ in pairs])
+    np.testing.assert_array_equal(batches, np.concatenate(plain[0] + plain[1]))  # same order
+    for batch, batch_labels in pairs:
+        assert batch_labels.dtype == "int32" and batch_labels.shape == (32,)
+        np.testing.assert_array_equal(batch_labels, 255 - data.to_uint8(batch)[:, 0, 0])
+
+
+def test_limit_takes_the_first_labels_with_the_first_images(tmp_path):
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", make_images(20))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 7)
+    images, labels = data.load_labelled("mnist", str(tmp_path), limit=9)
+    np.testing.assert_array_equal(images, data.load("mnist", str(tmp_path), limit=9))
+    np.testing.assert_array_equal(labels, np.arange(9) % 7)
+
+
+def test_labels_of_a_generated_npz_sit_beside_its_images(tmp_path):
+    path = _npz(tmp_path, images=make_images(3), labels=np.array([4, 0, 9]))
+    images, labels = data.load_labelled("mnist", str(path))
+    assert images.shape == (3, 28, 28) and labels.tolist() == [4, 0, 9]
+    assert data.read_labels(path).dtype == np.uint8
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="../shared/data/mnist absent")
 def test_reads_the_real_mnist_test_set():
     images = data.load_path(SHARED_DATA / "mnist")
@@ -173,17 +202,36 @@ def _fewer_labels_than_images(directory):
     return write_idx(directory / "x-images-idx3-ubyte", make_images(3))
 
 
+def _labels_of_two_files_swapped(directory):
+    """As many labels as images in all, but not file by file."""
+    write_idx(directory / "a-images-idx3-ubyte", make_images(2))
+    write_idx(directory / "a-labels-idx1-ubyte", np.arange(3))
+    write_idx(directory / "b-images-idx3-ubyte", make_images(3))
+    write_idx(directory / "b-labels-idx1-ubyte", np.arange(2))
+    return directory
+
+
+def _unlabelled_name(directory):
+    return write_idx(directory / "digits.ubyte", make_images(3))
+
+
 @pytest.mark.parametrize(
     "make_path, message",
     [
-        (_images_without_labels, "no label file x-labels-idx1-ubyte"),
-        (lambda d: _npz(d, images=make_images(3)), "no labels"),
+        (_images_without_labels, "x-images-idx3-ubyte: no label file x-labels-idx1-ubyte beside"),
+        (lambda d: _npz(d, images=make_images(3)), r"no labels \(no array labels beside"),
+        (lambda d: _npz(d, x_train=make_images(3)), r"no labels \(no array y_train beside"),
         (_fewer_labels_than_images, "3 images but 2 labels"),
+        (_labels_of_two_files_swapped, "a-images-idx3-ubyte: 2 images but 3 labels in a-labels"),
+        (_unlabelled_name, "no label file: its name has no 'images' to replace with 'labels'"),
     ],
 )
-def test_missing_or_mismatched_labels_raise_data_error(tmp_path, make_path, message):
-    with pytest.raises(data.DataError, match=message):
+def test_missing_or_mismatched_labels_raise_label_error_naming_what_was_looked_for(
+    tmp_path, make_path, message
+):
+    with pytest.raises(data.LabelError, match=message):
         data.load_labelled("mnist", str(make_path(tmp_path)))
+    assert issubclass(data.LabelError, data.DataError)
 
 
 def test_truncated_label_file_raises_data_error(tmp_path):

@@ -28,6 +28,7 @@ from gan import data, distribute
 from gan.config import Config
 from gan.errors import UsageError
 from gan.gan import build_gan
+from gan.models import GENERATOR_EMBEDDING, PROJECTION, with_labels
 from gan.optimizers import FusedAdam
 
 SCRIPT = PROJECT_ROOT / "tests" / "distributed_runs.py"
@@ -153,6 +154,28 @@ def test_mirrored_generator_average_equals_the_single_devices(mirrored):
     # The average mixes each step's rounding differences (the replicas sum BatchNorm's
     # statistics in another order) into values that start near 0, such as the biases.
     assert_same_training(replicated, single, atol_fraction=1e-3)
+
+
+def test_mirrored_conditional_training_equals_single_device_training(mirrored):
+    """--conditional under two replicas: each replica takes its rows of the global batch's
+    fake labels (drawn from the mirrored noise seed, like the noise) and its images' labels,
+    so the run follows one device's."""
+    single, replicated = (
+        _part(mirrored, "single_conditional"),
+        _part(mirrored, "mirrored_conditional"),
+    )
+    assert len(_weights(single)) > len(_weights(_part(mirrored, "single")))  # embeddings
+    assert replicated["replicas_agree"]
+    # As for the average above: synchronized BatchNorm sums in another order, which moves
+    # values near 0 (biases) by more than their own rounding.
+    assert_same_training(replicated, single, atol_fraction=1e-3)
+    for name in METRICS:
+        np.testing.assert_allclose(
+            replicated[f"history:{name}"], single[f"history:{name}"], rtol=1e-5, err_msg=name
+        )
+    float16 = _part(mirrored, "mirrored_conditional_float16")
+    assert float16["replicas_agree"]
+    assert all(np.isfinite(float16[f"history:{name}"]).all() for name in METRICS)
 
 
 def test_mirrored_batch_norm_normalises_with_the_global_batch_statistics(mirrored):
@@ -302,6 +325,32 @@ def test_mixed_precision_computes_low_keeps_float32_and_trains(precision):
     assert all(np.isfinite(history[name]).all() for name in METRICS)
     after = [w.numpy() for w in model.generator.weights + model.discriminator.weights]
     assert all(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_conditional_networks_compute_low_and_keep_float32_images_and_logits(precision):
+    config = Config(
+        batch_size=BATCH, noise_dim=NOISE_DIM, mixed_precision=precision, conditional=True
+    )
+    keras.utils.set_random_seed(0)
+    model = build_gan(config.resolved(IMAGES, has_gpu=False, class_count=10))
+    projection = model.discriminator.get_layer(PROJECTION)
+    embedding = model.generator.get_layer(GENERATOR_EMBEDDING)
+    assert projection.compute_dtype == embedding.compute_dtype == precision
+    assert projection.kernel.dtype == embedding.kernel.dtype == "float32"
+    noise = np.random.default_rng(0).standard_normal((BATCH, NOISE_DIM)).astype("float32")
+    labels = np.arange(BATCH) % 10
+    fakes = model.generator(with_labels(noise, labels), training=True)
+    logits = model.discriminator(with_labels(fakes, labels), training=True)
+    assert (fakes.dtype, logits.dtype) == ("float32", "float32")
+    history = model.fit(
+        data.make_dataset(make_images(IMAGES), BATCH, 0, 2, labels=np.arange(IMAGES) % 10),
+        epochs=2,
+        steps_per_epoch=IMAGES // BATCH,
+        shuffle=False,
+        verbose=0,
+    ).history
+    assert all(np.isfinite(history[name]).all() for name in METRICS)
 
 
 def test_without_mixed_precision_everything_is_float32():

@@ -18,6 +18,8 @@ from tensorboard.util import tensor_util
 from gan import evaluate
 from gan.classifier import CACHE_ENV, ClassifierSpec
 from gan.config import Config
+from gan.errors import UsageError
+from gan.generate import generate_with_labels
 from gan.models import build_generator
 from gan.train import train
 
@@ -140,6 +142,66 @@ def test_labels_outside_0_to_9_are_refused(tmp_path):
         evaluate.Evaluator(images, labels + 10, cache_dir=tmp_path, spec=QUICK)
 
 
+def test_conditional_samples_are_scored_by_label_accuracy_and_within_each_class(evaluator):
+    real = evaluator.real_scores(labelled=True)
+    assert real["label_accuracy"] == real["classifier_accuracy"]  # the floor: true labels
+    assert {k: real[k] for k in evaluator.real_scores()} == evaluator.real_scores()
+    images, labels = make_labelled_images(300, seed=5)  # 30 of each class
+    right, wrong = evaluator.score(images, labels), evaluator.score(images, (labels + 1) % 10)
+    assert right["label_accuracy"] >= 0.95 and wrong["label_accuracy"] <= 0.05
+    # Equal classes: the overall accuracy is the mean of the classes'.
+    assert right["label_accuracy"] == pytest.approx(np.mean(right["label_accuracy_per_class"]))
+    assert len(right["class_frechet_distance"]) == 10
+    assert right["mean_class_frechet_distance"] == pytest.approx(  # of values rounded to 4
+        np.mean(right["class_frechet_distance"]), abs=1e-4
+    )
+    # Real images of class c against the reference images of class c are near their floor;
+    # labelled c + 1, they are compared with the wrong class.
+    assert right["mean_class_frechet_distance"] < 3 * real["mean_class_frechet_distance"] + 1
+    assert wrong["mean_class_frechet_distance"] > 10 * right["mean_class_frechet_distance"]
+    plain = evaluator.score(images)
+    assert {k: right[k] for k in plain} == plain  # the labels add scores, change none
+    few = evaluator.score(images[:12], labels[:12])  # classes 2-9 have a single image
+    assert few["class_frechet_distance"][2:] == [None] * 8
+    assert few["mean_class_frechet_distance"] == pytest.approx(
+        np.mean(few["class_frechet_distance"][:2]), abs=1e-4
+    )
+
+
+def test_labels_the_classifier_does_not_have_are_refused(evaluator):
+    images = make_labelled_images(4)[0]
+    with pytest.raises(UsageError, match="labels must be the classifier's classes, 0-9"):
+        evaluator.evaluate(images, np.array([0, 1, 2, 10]))
+
+
+def test_conditional_scores_in_the_table_the_console_line_and_tensorboard(evaluator, tmp_path):
+    images, labels = make_labelled_images(50, seed=3)
+    result = evaluator.evaluate(images, labels)
+    lines = evaluate.format_table(result, "mine").splitlines()
+    header = lines.index("| label accuracy (%) ↑ | all | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |")
+    accuracy = result["generated"]["label_accuracy"]
+    assert lines[header + 2].startswith(f"| mine | {100 * accuracy:.1f} | ")
+    real = result["real"]["label_accuracy"]
+    assert lines[header + 3].startswith(
+        f"| real (held-out half of the real images) | {100 * real:.1f}"
+    )
+    assert any(line.startswith("| Fréchet distance within class ↓ | mean | 0 |") for line in lines)
+    assert f"label accuracy {accuracy:.3f} (real {real:.3f})" in evaluate.format_line(result)
+
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    evaluate.log_scalars(writer, result, step=3)
+    writer.close()
+    scalars = _scalars(tmp_path)
+    assert scalars["eval/label_accuracy"] == [(3, pytest.approx(accuracy))]
+    assert scalars["eval_real/label_accuracy"] == [(3, pytest.approx(real))]
+    assert "eval/mean_class_frechet_distance" in scalars
+
+    plain = evaluator.evaluate(images)  # unconditional samples: none of it
+    assert "label accuracy" not in evaluate.format_table(plain, "mine")
+    assert "label accuracy" not in evaluate.format_line(plain)
+    assert "label_accuracy" not in plain["real"]
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -232,7 +294,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message)
         ("gan.evaluate", ["--class-grid", "--overwrite", "--verbose"]),
         ("gan.generate", ["--run", "--generator", "--checkpoint", "--seed", "--n", "--out"]),
         ("gan.generate", ["--png", "--rows", "--cols", "--scale", "--overwrite", "--verbose"]),
-        ("gan.train", ["--eval-every"]),
+        ("gan.generate", ["--label"]),
+        ("gan.train", ["--eval-every", "--num-classes"]),
     ],
 )
 def test_help_explains_every_flag(tmp_path, module, flags):
@@ -320,6 +383,43 @@ def test_a_resumed_run_replaces_the_training_records_of_the_epochs_it_trains_aga
         ("training", 2),  # the new one, with scores
     ]
     assert records[-1]["generated"]["n"] == evaluator.held_out_count
+
+
+def test_a_conditional_run_is_scored_with_label_accuracy_in_training_and_by_gan_evaluate(
+    tmp_path, labelled_dir, cache_dir
+):
+    where = ("--logdir", tmp_path / "logs", "--run", "c")
+    trained = run_cli(
+        *("--conditional", "--epochs", 2, "--eval-every", 1, "--data", labelled_dir),
+        *("--batch-size", 32, "--noise-dim", 16, "--no-jit", *where),
+        cache_dir=cache_dir,
+        module="gan.train",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "label accuracy" in trained.stdout.splitlines()[-2]  # "Eval epoch 2: ..."
+    run_dir = tmp_path / "logs" / "c"
+    records = json.loads((run_dir / "eval.json").read_text())
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all(0 <= r["generated"]["label_accuracy"] <= 1 for r in records)
+    assert records[0]["real"]["label_accuracy"] == records[0]["real"]["classifier_accuracy"]
+    scalars = _scalars(run_dir)
+    assert [step for step, _ in scalars["eval/label_accuracy"]] == [1, 2]
+
+    # gan.evaluate draws the same samples (seed 0, every class in turn): the same scores.
+    after = run_cli("--run", run_dir, cache_dir=cache_dir)
+    assert after.returncode == 0, after.stderr
+    assert "| label accuracy (%) ↑ | all |" in after.stdout
+    final = json.loads((run_dir / "eval.json").read_text())[-1]
+    for name in ("label_accuracy", "mean_class_frechet_distance"):
+        assert final["generated"][name] == pytest.approx(records[-1]["generated"][name])
+
+    # Samples written with their labels (gan.generate --out) are scored with them.
+    generator = keras.models.load_model(run_dir / "generator.keras")
+    images, labels = generate_with_labels(generator, 40, seed=1)
+    np.savez(tmp_path / "s.npz", images=images, labels=labels)
+    scored = run_cli("--samples", tmp_path / "s.npz", "--data", labelled_dir, cache_dir=cache_dir)
+    assert scored.returncode == 0, scored.stderr
+    assert f"| {tmp_path / 's.npz'} | " in scored.stdout and "label accuracy" in scored.stdout
 
 
 def test_evaluating_during_training_does_not_change_training(tmp_path, evaluator):

@@ -8,8 +8,10 @@ import importlib
 import json
 import types
 
+import keras
 import numpy as np
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 from experiments import sweep
@@ -176,3 +178,71 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
     assert all(f"| {name} | 3 |" in readme for name in left_out)
     assert "Made by `python -m experiments.quality --quick" in readme
     assert (out / "time.png").stat().st_size > 0 and (out / "best-seed1.png").stat().st_size > 0
+
+
+def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
+    tmp_path, data_dir, cache_dir
+):
+    from experiments import conditional
+    from gan.config import PRESETS
+    from gan.evaluate import class_rows
+    from gan.generate import generate_with_labels
+    from gan.images import make_grid
+
+    mnist, fashion = conditional.EXPERIMENTS["mnist"], conditional.EXPERIMENTS["fashion"]
+    assert set(mnist.runs) == set(fashion.runs) == {"mlp-bn", "dcgan", "mlp-bn-best", "dcgan-best"}
+    assert (fashion.dataset, fashion.label_accuracy_target, mnist.label_accuracy_target) == (
+        "fashion_mnist",
+        None,  # Fashion-MNIST: the label accuracy beside the classifier's, no target
+        0.97,
+    )
+    assert _quick(mnist, tmp_path, data_dir, cache_dir) == 0
+
+    out = tmp_path / "out"
+    record = json.loads((out / "results.json").read_text())
+    real = record["real"]
+    assert real["label_accuracy"] == real["classifier_accuracy"]  # the floor
+    techniques = {k: v for k, v in PRESETS["best"].items() if k not in ("arch", "epochs")}
+    for name, run in record["runs"].items():
+        config, generated = run["config"], run["generated"]
+        assert config["conditional"] is True and config["num_classes"] == 10
+        assert config["arch"] == name.removesuffix("-best")
+        assert all((config[k] == v) == name.endswith("-best") for k, v in techniques.items())
+        assert 0 <= generated["label_accuracy"] <= 1
+        assert len(generated["label_accuracy_per_class"]) == 10
+        assert [point["label_accuracy"] >= 0 for point in run["curve"]] == [True, True]
+        # The grid: row k holds the first ten samples generated for class k.
+        generator = keras.models.load_model(
+            tmp_path / "logs" / "conditional/mnist-quick" / name / "generator.keras"
+        )
+        samples, labels = generate_with_labels(generator, generated["n"], seed=0)
+        expected = make_grid(class_rows(samples, labels, 10), 10, 10, scale=sweep.GRID_SCALE)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}.png")), expected)
+    readme = (out / "README.md").read_text()
+    assert "| label accuracy ↑ | Fréchet distance within class ↓ | target |" in readme
+    assert "KL <= 0.01, label accuracy >= 97 %" in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| real images"))
+    assert f"| {100 * real['classifier_accuracy']:.1f} % |" in row
+    assert "Samples (row k: the first 10 scored images generated for class k):" in readme
+    assert "Made by `python -m experiments.conditional --quick" in readme
+
+
+def test_a_script_of_several_data_sets_picks_one_and_refuses_out_in_one_line(capsys, monkeypatch):
+    from experiments import conditional
+
+    with pytest.raises(SystemExit) as exit_status:
+        sweep.main_per_dataset(conditional.EXPERIMENTS, "conditional", ["--out", "x"])
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "python -m experiments.conditional: error: --out is not supported" in error
+    calls = []
+    monkeypatch.setattr(
+        sweep, "main", lambda experiment, argv: calls.append((experiment, argv)) or 0
+    )
+    argv = ["--data", "DIR", "--quick"]  # --data is main's, not short for --dataset
+    assert sweep.main_per_dataset(conditional.EXPERIMENTS, "conditional", argv) == 0
+    assert calls == [(conditional.EXPERIMENTS[name], argv) for name in ("mnist", "fashion")]
+    calls.clear()
+    sweep.main_per_dataset(conditional.EXPERIMENTS, "conditional", ["--dataset", "fashion"])
+    assert calls == [(conditional.EXPERIMENTS["fashion"], [])]

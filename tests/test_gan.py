@@ -1,6 +1,6 @@
 """The training step: each update touches only its own network (weights, BatchNorm moving
 statistics), losses are the textbook's binary cross-entropy, and fit() trains every
-architecture with XLA on and off."""
+architecture with XLA on and off; also for the class-conditional networks (--conditional)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ from gan import data
 from gan.config import ARCHITECTURES, Config
 from gan.gan import GAN, build_gan
 from gan.losses import Hinge, NonSaturating
-from gan.models import BN_MOMENTUM, mlp_generator
+from gan.models import BN_MOMENTUM, mlp_generator, with_labels
 
 NOISE_DIM = 8
 BATCH = 16
+CLASSES = 10  # of the conditional GANs
 
 
 def _gan(jit=False, steps_per_call=1, image_count=BATCH, arch="mlp", **options) -> GAN:
     """A freshly initialised GAN (seed 0) of `arch` with a small noise vector; `options`:
-    other gan.config.Config options."""
+    other gan.config.Config options (conditional=True: CLASSES classes)."""
     keras.utils.set_random_seed(0)
     config = Config(
         arch=arch,
@@ -31,7 +32,7 @@ def _gan(jit=False, steps_per_call=1, image_count=BATCH, arch="mlp", **options) 
         steps_per_call=steps_per_call,
         **options,
     )
-    return build_gan(config.resolved(image_count, has_gpu=False), steps_per_epoch=1)
+    return build_gan(config.resolved(image_count, False, CLASSES), steps_per_epoch=1)
 
 
 def _real(count=BATCH):
@@ -40,6 +41,13 @@ def _real(count=BATCH):
 
 def _noise(count=BATCH):
     return np.random.default_rng(2).standard_normal((count, NOISE_DIM)).astype(np.float32)
+
+
+def _labels(model, seed=3, count=BATCH):
+    """int32 (count,) classes for a conditional GAN's networks; None for an unconditional one."""
+    if not model.num_classes:
+        return None
+    return np.random.default_rng(seed).integers(0, model.num_classes, count).astype(np.int32)
 
 
 def _snapshot(model) -> dict:
@@ -66,20 +74,32 @@ def _statistics(model) -> set:
 
 # The isolation of the two updates, for every architecture and for the options that change
 # what the networks hold (spectral norm: D's power-iteration vectors) or what D sees.
+# The conditional networks (their label embeddings, the projection) are isolated alike.
+CONDITIONAL = {"conditional": True}
 ISOLATION_CASES = [
     *[pytest.param(arch, {}, id=arch) for arch in ARCHITECTURES],
     pytest.param("mlp", {"spectral_norm": True}, id="mlp-spectral-norm"),
     pytest.param("dcgan", {"spectral_norm": True, "r1": 1.0}, id="dcgan-spectral-norm-r1"),
     pytest.param("mlp-bn", {"augment": "translation,cutout", "ema": 0.9}, id="mlp-bn-augment-ema"),
+    *[pytest.param(arch, CONDITIONAL, id=f"{arch}-conditional") for arch in ARCHITECTURES],
+    pytest.param(
+        "dcgan", {**CONDITIONAL, "spectral_norm": True, "r1": 1.0}, id="dcgan-conditional-sn-r1"
+    ),
+    pytest.param(
+        "mlp-bn",
+        {**CONDITIONAL, "augment": "translation,cutout", "ema": 0.9},
+        id="mlp-bn-conditional-augment-ema",
+    ),
 ]
 
 
 @pytest.mark.parametrize("arch, options", ISOLATION_CASES)
 def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged(arch, options):
     model = _gan(arch=arch, **options)
+    assert model.num_classes == (CLASSES if options.get("conditional") else None)
     d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
 
-    model.train_generator(_noise())
+    model.train_generator(_noise(), _labels(model))
 
     # The generator's step runs D in training mode (dropout on, as in the textbook), so the
     # only discriminator variable that may move is dropout's random-number counter; its
@@ -98,10 +118,11 @@ def test_generator_update_leaves_every_discriminator_weight_bitwise_unchanged(ar
 @pytest.mark.parametrize("arch, options", ISOLATION_CASES)
 def test_discriminator_update_leaves_every_generator_variable_bitwise_unchanged(arch, options):
     model = _gan(arch=arch, **options)
-    fake = model.generator(_noise(), training=True)
+    fake_labels = _labels(model)
+    fake = model.generator(with_labels(_noise(), fake_labels), training=True)
     d_before, g_before = _snapshot(model.discriminator), _snapshot(model.generator)
 
-    model.train_discriminator(_real(), fake)
+    model.train_discriminator(_real(), fake, _labels(model, seed=4), fake_labels)
 
     assert _changed(g_before, _snapshot(model.generator)) == set()
     d_trainable = {v.path for v in model.discriminator.trainable_variables}
@@ -212,19 +233,30 @@ def test_generator_update_runs_the_discriminator_in_training_mode_keeping_its_st
     )
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_shared_generator_pass_equals_two_separate_updates(arch):
+@pytest.mark.parametrize(
+    "arch, options",
+    [
+        *[pytest.param(arch, {}, id=arch) for arch in ARCHITECTURES],
+        pytest.param("mlp-bn", CONDITIONAL, id="mlp-bn-conditional"),
+    ],
+)
+def test_shared_generator_pass_equals_two_separate_updates(arch, options):
     """train_step computes G(z) once for both updates; that must change nothing, except that
-    the generator's moving statistics move once (as after the separate updates' first G(z))."""
-    shared, separate = _gan(arch=arch), _gan(arch=arch)
+    the generator's moving statistics move once (as after the separate updates' first G(z)).
+    A conditional step draws the fake labels after the noise, from the same seed, and both
+    updates use them."""
+    shared, separate = _gan(arch=arch, **options), _gan(arch=arch, **options)
     real = tf.constant(_real())
-    shared.train_step(real)
-    noise = separate.sample_noise(BATCH)  # the same draw train_step made
-    separate.train_discriminator(real, separate.generator(noise, training=True))
+    real_labels = _labels(shared)
+    shared.train_step(real if real_labels is None else (real, tf.constant(real_labels)))
+    noise = separate.sample_noise(BATCH)  # the same draws train_step made
+    fake_labels = separate.sample_labels(BATCH) if separate.num_classes else None
+    fake = separate.generator(with_labels(noise, fake_labels), training=True)
+    separate.train_discriminator(real, fake, real_labels, fake_labels)
     statistics_after_one_pass = {
         w.path: w.numpy() for w in separate.generator.non_trainable_weights
     }
-    separate.train_generator(noise)  # its second G(z) moves them a second time
+    separate.train_generator(noise, fake_labels)  # its second G(z) moves them a second time
     for a, b in zip(
         shared.generator.variables + shared.discriminator.variables,
         separate.generator.variables + separate.discriminator.variables,
@@ -258,18 +290,28 @@ def test_generator_moving_statistics_move_exactly_once_per_step():
 
 
 def _fit(model, images, epochs=2):
+    """fit() for `epochs` epochs on uint8 images; a conditional GAN's are labelled i mod 10."""
     steps = len(images) // BATCH
-    dataset = data.make_dataset(images, BATCH, seed=0, epochs=epochs)
+    labels = np.arange(len(images)) % CLASSES if model.num_classes else None
+    dataset = data.make_dataset(images, BATCH, seed=0, epochs=epochs, labels=labels)
     return model.fit(
         dataset, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False
     ).history
 
 
 @pytest.mark.parametrize(
-    "arch, jit", [("mlp", False), ("mlp", True), ("mlp-bn", True), ("dcgan", False)]
+    "arch, jit, options",
+    [
+        ("mlp", False, {}),
+        ("mlp", True, {}),
+        ("mlp-bn", True, {}),
+        ("dcgan", False, {}),
+        ("mlp", True, CONDITIONAL),
+        ("dcgan", False, CONDITIONAL),
+    ],
 )
-def test_fit_trains_both_networks(arch, jit, images):
-    model = _gan(jit=jit, arch=arch)
+def test_fit_trains_both_networks(arch, jit, options, images):
+    model = _gan(jit=jit, arch=arch, **options)
     assert model.jit_compile is jit
     g_before, d_before = _snapshot(model.generator), _snapshot(model.discriminator)
     history = _fit(model, images)
@@ -285,10 +327,16 @@ def test_fit_trains_both_networks(arch, jit, images):
     assert d_trainable <= _changed(d_before, _snapshot(model.discriminator))
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_several_steps_per_call_train_exactly_like_one_step_per_call(images, arch):
-    one = _gan(steps_per_call=1, arch=arch)
-    several = _gan(steps_per_call=6, image_count=len(images), arch=arch)
+@pytest.mark.parametrize(
+    "arch, options",
+    [
+        *[pytest.param(arch, {}, id=arch) for arch in ARCHITECTURES],
+        pytest.param("mlp", CONDITIONAL, id="mlp-conditional"),
+    ],
+)
+def test_several_steps_per_call_train_exactly_like_one_step_per_call(images, arch, options):
+    one = _gan(steps_per_call=1, arch=arch, **options)
+    several = _gan(steps_per_call=6, image_count=len(images), arch=arch, **options)
     assert several.steps_per_execution == 6  # 300 images // 16 = 18 steps per epoch
     history_one, history_several = _fit(one, images), _fit(several, images)
     for a, b in zip(one.variables, several.variables, strict=True):
@@ -460,3 +508,54 @@ def test_learning_rate_schedules_decay_to_zero_at_the_last_step(schedule, halfwa
             rates.append(float(optimizer.learning_rate))
         end = 0.0 if schedule != "constant" else initial
         assert rates == pytest.approx([initial, halfway * initial, end], abs=1e-9)
+
+
+# --- class-conditional GANs (--conditional) ----------------------------------------------
+
+
+def test_fake_labels_are_uniform_over_the_classes_and_come_from_the_noise_seed():
+    model, twin = _gan(**CONDITIONAL), _gan(**CONDITIONAL)
+    labels = np.asarray(model.sample_labels(20_000))
+    assert labels.dtype == np.int32 and labels.min() == 0 and labels.max() == CLASSES - 1
+    # 2,000 expected per class, standard deviation 42: five of them either way
+    assert np.abs(np.bincount(labels) - 2_000).max() < 5 * 42
+    # Drawn from the noise seed's state (which checkpoints keep): the same seed state draws
+    # the same labels, and a draw advances it.
+    np.testing.assert_array_equal(np.asarray(twin.sample_labels(20_000)), labels)
+    assert not np.array_equal(np.asarray(twin.sample_labels(20_000)), labels)
+
+
+def test_the_discriminator_scores_real_images_with_their_own_labels_and_fakes_with_theirs():
+    """d_real and d_fake of one step, by hand with the initial networks: the real images with
+    the labels of the batch, the fakes with the labels the step drew after the noise.
+    (mlp-bn's discriminator has no dropout, so its training-mode output is deterministic.)"""
+    model, twin = _gan(arch="mlp-bn", **CONDITIONAL), _gan(arch="mlp-bn", **CONDITIONAL)
+    real, real_labels = tf.constant(_real()), _labels(model)
+    discriminator, generator = twin.discriminator, twin.generator
+
+    def d_mean(images, labels):
+        logits = discriminator(with_labels(images, labels), training=True)
+        return float(np.mean(1 / (1 + np.exp(-np.asarray(logits, np.float64)))))
+
+    noise, fake_labels = twin.sample_noise(BATCH), twin.sample_labels(BATCH)
+    fake = generator(with_labels(noise, fake_labels), training=True)
+    metrics = model.train_step((real, tf.constant(real_labels)))
+
+    assert float(metrics["d_real"]) == pytest.approx(d_mean(real, real_labels), abs=1e-6)
+    assert float(metrics["d_fake"]) == pytest.approx(d_mean(fake, fake_labels), abs=1e-6)
+    # The labels matter: with other labels, D scores the same images differently.
+    assert abs(d_mean(real, (real_labels + 1) % CLASSES) - d_mean(real, real_labels)) > 1e-4
+
+
+def test_every_gradient_of_a_conditional_gan_is_a_dense_tensor():
+    """Keras' Adam, which trains under --strategy, gets the second moment of an IndexedSlices
+    gradient (a keras.layers.Embedding's) wrong when a class repeats in the batch: it squares
+    the rows before adding them. The class vectors are Dense layers on one-hots instead."""
+    model = _gan(arch="dcgan", **CONDITIONAL)
+    labels = np.zeros(BATCH, np.int32)  # one class, sixteen times
+    with tf.GradientTape(persistent=True) as tape:
+        fake = model.generator(with_labels(_noise(), labels), training=True)
+        logits = model.discriminator(with_labels(fake, labels), training=True)
+    for network in (model.generator, model.discriminator):
+        gradients = tape.gradient(logits, network.trainable_variables)
+        assert all(type(g) is not tf.IndexedSlices and g is not None for g in gradients)

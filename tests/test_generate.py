@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -9,12 +14,12 @@ import tensorflow as tf
 from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module
 from PIL import Image
 
-from gan import generate
+from gan import data, generate
 from gan.checkpoints import Checkpoints, fingerprint
 from gan.config import Config
 from gan.errors import UsageError
 from gan.gan import build_gan
-from gan.models import build_generator
+from gan.models import GENERATOR_EMBEDDING, build_generator, generator_for
 from gan.train import train
 
 NOISE_DIM = 16
@@ -154,16 +159,22 @@ def test_checkpoint_by_epoch_and_latest(run_dir):
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"arch": "mlp-bn", "g_hidden": "32,64"}, {"arch": "mlp-bn", "ema": 0.5}],
-    ids=["mlp", "mlp-bn-widths", "mlp-bn-ema"],
+    [
+        {},
+        {"arch": "mlp-bn", "g_hidden": "32,64"},
+        {"arch": "mlp-bn", "ema": 0.5},
+        {"arch": "dcgan", "ema": 0.5, "conditional": True},
+    ],
+    ids=["mlp", "mlp-bn-widths", "mlp-bn-ema", "dcgan-ema-conditional"],
 )
 def test_checkpoints_of_a_real_training_run(tmp_path, options):
-    """The checkpoint's generator is built from the run's config (--arch, --g-hidden) and
-    restored with its BatchNorm moving statistics, which sampling (inference mode) uses; with
-    --ema, generator.keras and the checkpoints' samples are the generator's average."""
+    """The checkpoint's generator is built from the run's config (--arch, --g-hidden,
+    --conditional) and restored with its BatchNorm moving statistics, which sampling
+    (inference mode) uses; with --ema, generator.keras and the checkpoints' samples are the
+    generator's average."""
     images = make_images(64)
     config = Config(epochs=2, batch_size=32, noise_dim=NOISE_DIM, jit=False, **options)
-    train(config, tmp_path / "run", images)
+    train(config, tmp_path / "run", images, labels=np.arange(64) % 10)
     final = generate.GeneratorSource.resolve(run=tmp_path / "run")
     last = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="latest")
     assert last.epoch == 2 and last.path.name == "ckpt-2"
@@ -271,3 +282,142 @@ def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
     (run_dir / "generator.keras").unlink()
     with pytest.raises(UsageError, match="--checkpoint latest"):
         generate.GeneratorSource.resolve(run=run_dir)
+
+
+# --- conditional runs: --label -------------------------------------------------------------
+
+CLASSES = 10
+
+
+def _conditional_generator(seed=1):
+    keras.utils.set_random_seed(seed)
+    config = Config(conditional=True, noise_dim=NOISE_DIM).resolved(1000, False, CLASSES)
+    generator = generator_for(config)
+    # A label embedding that matters as much as the noise (it starts near 0).
+    embedding = generator.get_layer(GENERATOR_EMBEDDING)
+    embedding.kernel.assign(np.random.default_rng(seed).standard_normal((CLASSES, 50)))
+    return generator
+
+
+@pytest.fixture
+def conditional_run_dir(tmp_path):
+    """A finished conditional run as gan.train leaves it: config.json and generator.keras."""
+    directory = tmp_path / "logs" / "c"
+    directory.mkdir(parents=True)
+    config = Config(epochs=5, noise_dim=NOISE_DIM, run="c", conditional=True, num_classes=10)
+    (directory / "config.json").write_text(config.to_json())
+    _conditional_generator().save(directory / "generator.keras")
+    return directory
+
+
+def test_labels_parse_as_a_class_a_range_or_a_comma_list():
+    assert generate.parse_labels("7") == (7,)
+    assert generate.parse_labels("0-3") == (0, 1, 2, 3)
+    assert generate.parse_labels("1,3,5") == (1, 3, 5)
+    assert generate.parse_labels("0-2, 7") == (0, 1, 2, 7)
+    for text in ("", "a", "3-1", "-1", "1,,2", "256", "0-256", "1.5", "7-"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a class 0-255"):
+            generate.parse_labels(text)
+
+
+def test_label_sequences_repeat_the_classes_given_and_default_to_every_class_in_turn():
+    np.testing.assert_array_equal(generate.label_sequence(None, 23, 10), np.arange(23) % 10)
+    np.testing.assert_array_equal(generate.label_sequence(7, 4, 10), [7, 7, 7, 7])
+    np.testing.assert_array_equal(generate.label_sequence((1, 3, 5), 7, 10), [1, 3, 5, 1, 3, 5, 1])
+    assert generate.label_sequence(None, 5, 3).dtype == np.uint8
+    with pytest.raises(UsageError, match=r"class 10, 12 is not one of the generator's 10 classes"):
+        generate.label_sequence((1, 10, 12), 5, 10)
+
+
+def test_a_conditional_generator_draws_the_classes_asked_for():
+    generator = _conditional_generator()
+    noise = np.random.default_rng(3).standard_normal((20, NOISE_DIM), dtype=np.float32)
+    sevens = generate.generate(generator, 20, seed=3, batch_size=7, labels=7)
+    expected = generator([noise, np.full(20, 7, np.int32)], training=False)
+    np.testing.assert_array_equal(sevens, data.to_uint8(expected))
+    images, labels = generate.generate_with_labels(generator, 20, seed=3)
+    np.testing.assert_array_equal(labels, np.arange(20) % 10)  # every class in turn
+    np.testing.assert_array_equal(images[7::10], sevens[7::10])  # same noise, class 7
+    assert not np.array_equal(images[6], sevens[6])  # same noise, class 6 instead of 7
+    np.testing.assert_array_equal(generate.generate(generator, 12, seed=3), images[:12])
+    assert generate.generate_with_labels(_generator(), 3)[1] is None
+    with pytest.raises(UsageError, match="the generator is not conditional"):
+        generate.generate(_generator(), 3, labels=2)
+
+
+def test_cli_writes_the_labels_beside_the_images_of_a_conditional_run(
+    tmp_path, conditional_run_dir
+):
+    generator = _conditional_generator()
+    sevens = run_cli(
+        "--run",
+        conditional_run_dir,
+        "--label",
+        7,
+        "--n",
+        30,
+        "--out",
+        tmp_path / "7.npz",
+        "--png",
+        tmp_path / "7.png",
+    )
+    assert sevens.returncode == 0, sevens.stderr
+    assert "their classes: key 'labels'" in sevens.stdout
+    every = run_cli("--run", conditional_run_dir, "--n", 30, "--out", tmp_path / "all.npz")
+    assert every.returncode == 0, every.stderr
+    for name, labels in (("7.npz", 7), ("all.npz", None)):
+        with np.load(tmp_path / name) as archive:
+            assert archive.files == ["images", "labels"]
+            assert archive["labels"].dtype == np.uint8
+            expected = generate.label_sequence(labels, 30, CLASSES)
+            np.testing.assert_array_equal(archive["labels"], expected)
+            np.testing.assert_array_equal(
+                archive["images"], generate.generate(generator, 30, labels=labels)
+            )
+    picture = np.asarray(Image.open(tmp_path / "7.png"))
+    np.testing.assert_array_equal(
+        picture[4:60:2, 4:60:2], generate.generate(generator, 1, labels=7)[0]
+    )
+
+
+CHECK_BEFORE_TENSORFLOW = """
+import sys
+from gan import generate
+status = generate.main(sys.argv[1:])
+print(status, "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "run, label, message",
+    [
+        ("r", "3", "--label: {run_dir} is not a conditional run (train with --conditional)"),
+        ("c", "3,12", "class 12 is not one of the generator's 10 classes (0-9)"),
+        ("c", "9-3", "argument --label: expected a class 0-255, a range FIRST-LAST"),
+    ],
+)
+def test_a_label_the_run_cannot_draw_is_refused_in_one_line_before_tensorflow_loads(
+    tmp_path, run_dir, conditional_run_dir, run, label, message
+):
+    chosen = {"r": run_dir, "c": conditional_run_dir}[run]
+    args = ["--run", chosen, "--label", label, "--png", tmp_path / "g.png"]
+    result = run_module("gan.generate", *args)
+    assert_usage_error(result, message.format(run_dir=chosen))
+    probe = subprocess.run(
+        [sys.executable, "-c", CHECK_BEFORE_TENSORFLOW, *map(str, args)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        check=False,
+    )
+    if "argument --label" not in message:  # argparse exits before printing
+        assert probe.stdout.split() == ["2", "False"], probe.stderr
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_a_bare_unconditional_generator_file_refuses_a_label(tmp_path, run_dir):
+    result = run_cli(
+        "--generator", run_dir / "generator.keras", "--label", 1, "--png", tmp_path / "g.png"
+    )
+    assert_usage_error(result, "generator.keras is not a conditional generator")

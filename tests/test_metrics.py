@@ -129,3 +129,45 @@ def test_balanced_classes_cover_all_with_kl_zero_and_the_one_percent_threshold()
     assert metrics.classes_covered(histogram) == 2
     expected = sum(h * math.log(10 * h) for h in (0.01, 0.009, 0.981))
     assert metrics.kl_to_uniform(histogram) == pytest.approx(expected)
+
+
+# --- conditional samples: label accuracy and the Fréchet distance within each class -------
+
+# Four samples over three classes: the classifier votes 0, 1, 1, 2 (each row's largest).
+PROBABILITIES = np.array(
+    [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.6, 0.1], [0.2, 0.2, 0.6]], dtype=np.float64
+)
+
+
+def test_label_accuracy_is_the_share_of_samples_voted_their_own_label():
+    assert metrics.label_accuracy(PROBABILITIES, [0, 1, 1, 2]) == 1.0
+    assert metrics.label_accuracy(PROBABILITIES, [0, 1, 0, 0]) == 0.5  # samples 3 and 4 miss
+    assert metrics.label_accuracy(PROBABILITIES, [2, 2, 2, 1]) == 0.0
+
+
+def test_per_class_accuracy_counts_within_each_label_and_is_nan_without_samples():
+    # Generated for 0, 0, 1, 1: class 0 gets votes 0 and 1 (1 of 2), class 1 gets 1 and 2
+    # (1 of 2); no sample was generated for class 2.
+    accuracy = metrics.per_class_accuracy(PROBABILITIES, [0, 0, 1, 1])
+    np.testing.assert_array_equal(accuracy[:2], [0.5, 0.5])
+    assert accuracy.shape == (3,) and np.isnan(accuracy[2])
+    np.testing.assert_array_equal(metrics.per_class_accuracy(PROBABILITIES, [0, 1, 1, 2]), 1.0)
+
+
+def test_class_frechet_distances_compare_each_class_with_its_own_reference():
+    # Class 0 of the samples is class 0 of the reference shifted by (1, 0): distance 1 (same
+    # covariance); class 1 is identical to its reference: 0; class 2 has a single sample.
+    reference = np.array([[0.0, 0.0], [2.0, 1.0], [1.0, 3.0], [5.0, 5.0], [6.0, 5.0], [5.0, 7.0]])
+    reference_labels = np.array([0, 0, 0, 1, 1, 1])
+    statistics = metrics.class_statistics(reference, reference_labels, 3)
+    assert statistics[2] is None  # no reference images of class 2
+    np.testing.assert_allclose(statistics[0][0], [1.0, 4 / 3])
+    samples = np.concatenate([reference[:3] + [1.0, 0.0], reference[3:], [[9.0, 9.0]]])
+    labels = np.array([0, 0, 0, 1, 1, 1, 2])
+    distances = metrics.class_frechet_distances(samples, labels, statistics)
+    np.testing.assert_allclose(distances[:2], [1.0, 0.0], atol=1e-9)
+    assert np.isnan(distances[2])
+    # Against class 1's reference instead, class 0's samples are at least the squared
+    # distance of the means away: |(2, 4/3) - (16/3, 17/3)|^2 = 269/9.
+    swapped = metrics.class_frechet_distances(samples[:3], [1, 1, 1], statistics)
+    assert swapped[1] >= 269 / 9 and np.isnan(swapped[0])

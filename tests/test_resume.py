@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import collections
 import csv
+import json
 import re
 import shlex
 import signal
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import make_images, write_idx
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
@@ -112,12 +114,15 @@ def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run
     ]
 
 
-def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
+def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, conditional):
     """Every state the quality options add (the generator's average, the decaying learning
     rates' step counts, the augmentation's random numbers, spectral norm's power-iteration
     vectors) is in the checkpoint: killed at the end of epoch 2 before its checkpoint, then
-    resumed, a run ends bit for bit where an uninterrupted one does."""
+    resumed, a run ends bit for bit where an uninterrupted one does. So does a conditional
+    run: its fake labels come from the noise seed's state, its real ones with the data."""
     images = write_idx(tmp_path / "images-idx3-ubyte", make_images(512))
+    write_idx(tmp_path / "labels-idx1-ubyte", np.arange(512) % 10)  # unconditional: unused
     logs = tmp_path / "logs"
     flags = ["--epochs", 3, "--data", images, "--logdir", logs, "--deterministic"]
     flags += [
@@ -133,6 +138,7 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path):
         "hinge",
     ]
     flags += ["--augment", "translation,cutout", "--r1", 1, "--spectral-norm", "--d-lr", 4e-4]
+    flags += ["--conditional"] if conditional else []
     whole = start_cli(*flags, "--run", "whole")
     killed = run_cli(*flags, "--run", "killed", env={HOOK: "SIGKILL@epoch2"})
     assert finish(whole).returncode == 0
@@ -150,6 +156,9 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path):
         w.tobytes() for w in raw[1].get_weights()
     ]
     assert _history(killed_dir) == _history(whole_dir)
+    assert json.loads((killed_dir / "config.json").read_text())["num_classes"] == (
+        10 if conditional else None
+    )
 
 
 def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(tmp_path, data_dir):

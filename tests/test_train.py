@@ -27,13 +27,17 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from test_data import BAD_INPUTS
 
-from gan import rundir
-from gan.callbacks import GRID_ROWS, GRID_SCALE
+from gan import data, rundir
+from gan.callbacks import CLASS_GRID_COLS, CLASS_GRID_SCALE, GRID_ROWS, GRID_SCALE
 from gan.checkpoints import Checkpoints, fingerprint
 from gan.classifier import CACHE_ENV
 from gan.config import CHANGEABLE_ON_RESUME, Config
 from gan.config import flag as flag_of
+from gan.data import to_uint8
 from gan.gan import build_gan
+from gan.images import make_grid
+from gan.models import generator_inputs
+from gan.train import load_data
 
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}
 
@@ -395,6 +399,8 @@ def test_help_explains_every_flag():
         "--profile-steps",
         "--checkpoint-every",
         "--deterministic",
+        "--conditional",
+        "--num-classes",
         "--resume",
         "--verbose",
     ]:
@@ -407,3 +413,72 @@ def test_resume_help_lists_the_options_a_resumed_run_may_change():
         help_text.index("--resume continue") : help_text.index("--verbose also")
     ]
     assert resume_help.endswith(", ".join(map(flag_of, CHANGEABLE_ON_RESUME)) + " ")
+
+
+# --- --conditional ---------------------------------------------------------------------------
+
+
+def test_a_conditional_run_draws_a_row_per_class_and_saves_conditional_networks(tmp_path, data_dir):
+    where = ("--logdir", tmp_path / "logs", "--run", "c")
+    result = run_cli(
+        *("--conditional", "--epochs", 2, "--data", data_dir, "--batch-size", 32),
+        *("--noise-dim", 16, "--arch", "mlp-bn", *where),
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "logs" / "c"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["conditional"] is True and config["num_classes"] == 10  # labels 0-9
+
+    generator = keras.models.load_model(run_dir / "generator.keras")
+    assert generator_inputs(generator) == (16, 10)
+    # The last grid: class k in row k, the same noise (--seed 0's) in each column.
+    noise = np.random.default_rng(0).standard_normal((CLASS_GRID_COLS, 16), np.float32)
+    inputs = [np.tile(noise, (10, 1)), np.repeat(np.arange(10, dtype=np.int32), CLASS_GRID_COLS)]
+    images = to_uint8(generator(inputs, training=False))
+    expected = make_grid(images, 10, CLASS_GRID_COLS, scale=CLASS_GRID_SCALE)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(run_dir / "samples/epoch_002.png")), expected
+    )
+    *_, png = _events(run_dir).Tensors("samples")[-1].tensor_proto.string_val
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)  # TensorBoard
+    discriminator = keras.models.load_model(run_dir / "discriminator.keras")
+    assert discriminator([np.asarray(generator(inputs)), inputs[1]]).shape == (100, 1)
+
+
+def test_a_conditional_run_on_images_without_labels_is_refused_naming_what_was_looked_for(
+    tmp_path, data_dir
+):
+    (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
+    result = run_cli("--conditional", "--data", data_dir, "--logdir", tmp_path / "logs")
+    assert_usage_error(
+        result,
+        "--conditional needs the class of every image: "
+        f"{data_dir / 't10k-images-idx3-ubyte.gz'}: no label file t10k-labels-idx1-ubyte.gz "
+        "beside it",
+    )
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num-classes", "10"], "--num-classes is for --conditional runs only"),
+        (["--conditional", "--num-classes", "5"], "--num-classes 5: the training labels go up"),
+        (["--conditional", "--num-classes", "1"], "--num-classes must be in 2..256, got 1"),
+    ],
+)
+def test_bad_conditional_options_are_one_line_errors(tmp_path, data_dir, args, message):
+    result = run_cli("--data", data_dir, "--batch-size", 32, "--logdir", tmp_path / "logs", *args)
+    assert_usage_error(result, message)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_conditional_training_data_comes_with_labels_from_every_source(monkeypatch):
+    bundled = load_data(Config(conditional=True, source="bundled", limit=50))
+    np.testing.assert_array_equal(bundled[1], data.read_source("mnist", "bundled")[1][:50])
+    assert load_data(Config(source="bundled", limit=50))[1] is None  # unconditional
+    images, labels = make_images(20), np.arange(20) % 10  # as keras.datasets gives them
+    monkeypatch.setattr(data, "download_labelled", lambda dataset: (images, labels))
+    keras_images, keras_labels = load_data(Config(conditional=True, source="keras", limit=12))
+    np.testing.assert_array_equal(keras_images, images[:12])
+    np.testing.assert_array_equal(keras_labels, labels[:12])
