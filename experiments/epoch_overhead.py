@@ -12,7 +12,6 @@ the first (tracing) and the last (saving the networks).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import contextlib
 import shlex
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.timing import DEFAULT_DATA, machine
+from experiments.timing import machine, training_run_parser
 from gan.config import Config
 
 HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end")
@@ -33,17 +32,9 @@ VARIANTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.epoch_overhead", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default: 20)")
-    parser.add_argument(
-        "--data", default=str(DEFAULT_DATA), help="the images (default: the 10,000 MNIST digits)"
-    )
-    parser.add_argument("--out", help="also write the table to this Markdown file")
-    args = parser.parse_args(argv)
-    if args.epochs < 4:
-        parser.error("--epochs must be at least 4: the first and last epochs are not counted")
+    args = training_run_parser(
+        "python -m experiments.epoch_overhead", __doc__, 20, "epochs per run", least=4
+    )(argv)
 
     from gan import data
 

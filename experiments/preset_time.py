@@ -11,7 +11,6 @@ checkpoints. Run it on an otherwise idle machine: the load average is in the out
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import statistics
@@ -19,23 +18,15 @@ import sys
 from pathlib import Path
 
 from experiments.end_to_end import run_gan_train
-from experiments.timing import DEFAULT_DATA, PROJECT_ROOT
+from experiments.timing import PROJECT_ROOT, training_run_parser
 from gan.config import PRESETS, Config
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m experiments.preset_time", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--epochs", type=int, default=10, help="epochs timed (default: 10)")
-    parser.add_argument(
-        "--data", default=str(DEFAULT_DATA), help="the images (default: the 10,000 MNIST digits)"
-    )
-    parser.add_argument("--out", help="also write the table to this Markdown file")
-    args = parser.parse_args(argv)
-    if args.epochs < 3:
-        parser.error("--epochs must be at least 3: the first epoch is not counted")
+    args = training_run_parser(
+        "python -m experiments.preset_time", __doc__, 10, "epochs timed", least=3
+    )(argv)
 
     lines = [
         f"`{shlex.join(['python', '-m', 'experiments.preset_time', *argv])}`",
@@ -59,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        f"On {os.path.relpath(path, PROJECT_ROOT)}: {images:,} images ({os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the "
+        f"On {os.path.relpath(path, PROJECT_ROOT)}: {images:,} images ({os.cpu_count()} cores; "
+        f"load average {os.getloadavg()[0]:.1f} at the "
         "end). Projected training time: the median epoch times the preset's epochs.",
     ]
     text = "\n".join(lines) + "\n"

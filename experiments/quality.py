@@ -8,8 +8,8 @@ MNIST digits; and best, best with augmentation and mlp-bn on 10,000 Fashion-MNIS
 
 Every run trains as long as `best` does and is scored with gan.evaluate every EVAL_EVERY
 epochs; on MNIST `best` and best with augmentation run with three seeds, whose mean ±
-standard deviation the results give, since one GAN run says little. The results hold the table, 10x10 sample grids, and the
-scores against epochs and against training wall time.
+standard deviation the results give, since one GAN run says little. The results hold the
+table, 10x10 sample grids, and the scores against epochs and against training wall time.
 """
 
 import sys

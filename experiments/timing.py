@@ -8,6 +8,7 @@ steps. TensorFlow is imported by the code that runs steps, not here, so that the
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import platform
@@ -93,3 +94,28 @@ def machine() -> dict:
         **versions,
         "load_average_at_end": os.getloadavg(),
     }
+
+
+def training_run_parser(prog: str, doc: str, epochs: int, epochs_help: str, least: int):
+    """The command line of a script that times training runs (experiments.epoch_overhead,
+    experiments.preset_time): --epochs (at least `least`), --data, --out. Returns a function
+    argv -> parsed arguments, which exits with status 2 and one line for bad input."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument(
+        "--epochs", type=int, default=epochs, help=f"{epochs_help} (default: {epochs})"
+    )
+    parser.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="the images (default: the 10,000 MNIST digits)"
+    )
+    parser.add_argument("--out", help="also write the table to this Markdown file")
+
+    def parse(argv):
+        args = parser.parse_args(argv)
+        if args.epochs < least:
+            parser.error(
+                f"--epochs must be at least {least}: the epochs that trace the step "
+                "or save the networks are not counted"
+            )
+        return args
+
+    return parse
