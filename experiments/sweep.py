@@ -107,6 +107,13 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
     run directory that does not match or did not finish)."""
     argv = sys.argv[1:] if argv is None else argv
     args = _parser(experiment).parse_args(argv)
+    from gan.cli import native_stderr_held_back
+
+    with native_stderr_held_back():  # TensorFlow's C++ start-up lines: shown only on a crash
+        return _run(experiment, args, argv)
+
+
+def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> int:
     from gan import safety
     from gan.errors import UsageError
     from gan.evaluate import class_rows

@@ -11,6 +11,7 @@ import types
 import keras
 import numpy as np
 import pytest
+from conftest import run_module
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -30,6 +31,18 @@ def _quick(experiment, tmp_path, data_dir, cache_dir, *more) -> int:
     argv = ["--quick", "--data", str(data_dir), "--logdir", str(tmp_path / "logs")]
     argv += ["--out", str(tmp_path / "out"), "--cache-dir", str(cache_dir), *more]
     return sweep.main(experiment, argv)
+
+
+def test_a_script_run_as_a_user_runs_it_prints_nothing_on_stderr(tmp_path, data_dir, cache_dir):
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA, absl) are held back, as by gan.train."""
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    result = run_module(
+        "experiments.depth", "--quick", "--data", data_dir, "--logdir", logs, "--out", out,
+        "--cache-dir", cache_dir, "--only", "textbook",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "finished" in result.stdout
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
