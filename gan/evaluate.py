@@ -366,7 +366,14 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow loads in here, and the classifier may train: its progress goes to stdout.
     # The run directory's lock, if any, is held until main returns.
     with native_stderr_held_back(verbose(args)), contextlib.ExitStack() as held:
-        return _main(args, held)
+        try:
+            return _main(args, held)
+        except Exception as error:  # eval.json is replaced atomically: it stays as it was
+            full = rundir.disk_full(error, Path(args.run or "."))
+            if full is None:
+                raise
+            print(f"{PROG}: error: {full}; free some space, then run it again", file=sys.stderr)
+            return 1
 
 
 def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:

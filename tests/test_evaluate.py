@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 import types
 
 import keras
@@ -257,6 +259,28 @@ def test_cli_scores_a_samples_file(tmp_path, labelled_dir, cache_dir):
     (record,) = json.loads((tmp_path / "e.json").read_text())
     assert record["samples"] == str(samples) and record["epoch"] is None
     assert record["generated"]["classes_covered"] == 10
+
+
+def test_a_full_disk_while_writing_is_one_line_exit_1_and_eval_json_stays_as_it_was(
+    tmp_path, labelled_dir, cache_dir, monkeypatch, capfd
+):
+    from gan import rundir
+
+    run_dir = _run_dir(tmp_path, labelled_dir)
+    (run_dir / "eval.json").write_text("[]\n")
+
+    def no_space(path, content):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(rundir, "write_atomically", no_space)
+    monkeypatch.setenv(CACHE_ENV, str(cache_dir))
+    assert evaluate.main(["--run", str(run_dir), "--n", "20"]) == 1
+    last = capfd.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(
+        f"python -m gan.evaluate: error: the disk is full: could not write {run_dir / 'eval.json'}"
+    )
+    assert last.endswith("free some space, then run it again")
+    assert (run_dir / "eval.json").read_text() == "[]\n"
 
 
 @pytest.mark.parametrize(
