@@ -258,9 +258,9 @@ def test_projection_discriminator_logit_is_psi_of_phi_plus_the_class_vector_dot_
     images = np.random.default_rng(3).uniform(-1, 1, (6, 28, 28, 1)).astype(np.float32)
     labels = np.array([0, 1, 2, 2, 8, 9], np.int32)
     first, last = (
-        l
-        for l in discriminator.layers
-        if l.name != models.PROJECTION and isinstance(l, keras.layers.Dense)
+        layer
+        for layer in discriminator.layers
+        if layer.name != models.PROJECTION and isinstance(layer, keras.layers.Dense)
     )
     (w1, b1), (w2, b2), (table,) = _float64(first), _float64(last), _float64(projection)
     phi = np.maximum(images.reshape(6, -1).astype(np.float64) @ w1 + b1, 0)
