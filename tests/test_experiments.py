@@ -170,7 +170,10 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
         *(f"{name}{seed}" for name in left_out for seed in ("", "-seed1", "-seed2")),
     }
     assert not set(quality.WITH) & techniques  # what best left out is not in it
-    assert set(quality.EXPERIMENTS["fashion"].runs) == {"best", "mlp-bn", *left_out}
+    fashion = {"best", "mlp-bn", "textbook", *left_out}  # one seed
+    assert set(quality.EXPERIMENTS["fashion"].runs) == fashion | {
+        f"best-without-{name}" for name in techniques
+    }
     assert _quick(mnist, tmp_path, data_dir, cache_dir) == 0
 
     out = tmp_path / "out"
