@@ -45,6 +45,7 @@ from experiments.timing import (
     FRAMEWORKS,
     LARGE_DATA,
     CompiledStep,
+    from_project_root,
     machine,
     time_in_rounds,
 )
@@ -108,7 +109,7 @@ def main() -> None:
     results = {
         "command": shlex.join(["python", "-m", "experiments.benchmark", *sys.argv[1:]]),
         "machine": machine(),
-        "data": {"path": args.data, "images": len(images), "batch_size": batch},
+        "data": {"path": from_project_root(args.data), "images": len(images), "batch_size": batch},
         "default_config": _default_config(len(images)).to_json(),
         "flops_per_step": step,
         "matmul_ceiling_gflops": ceiling,

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from experiments.timing import PROJECT_ROOT
+from experiments.timing import PROJECT_ROOT, from_project_root
 from gan import data, rundir
 from gan.config import Config
 
@@ -31,7 +31,7 @@ class EndToEnd:
     the steps it is given. summary() combines the rounds."""
 
     def __init__(self, path: str | Path, epochs: int):
-        self.given, self.epochs = str(path), epochs  # as typed: what the results record
+        self.given, self.epochs = from_project_root(path), epochs  # what the results record
         self.path = str(Path(path).resolve())  # for the children, whose cwd may differ
         self.images = len(data.load_path(path))
         self.steps_per_epoch = self.images // Config().batch_size

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.timing import machine, training_run_parser
+from experiments.timing import machine, report, training_run_parser
 from gan.config import Config
 
 HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end")
@@ -32,6 +32,7 @@ VARIANTS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = training_run_parser(
         "python -m experiments.epoch_overhead", __doc__, 20, "epochs per run", least=4
     )(argv)
@@ -40,11 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     images = data.load_path(args.data)
     results = {name: measure(images, args.epochs, options) for name, options in VARIANTS.items()}
-    command = shlex.join(["python", "-m", "experiments.epoch_overhead", *(argv or sys.argv[1:])])
-    text = markdown(results, len(images), args.epochs, command)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    command = shlex.join(["python", "-m", "experiments.epoch_overhead", *argv])
+    report(markdown(results, len(images), args.epochs, command), args.out)
     return 0
 
 
@@ -89,7 +87,7 @@ def _timed_hooks(module):
             if method is getattr(keras.callbacks.Callback, hook):
                 continue  # keras' no-op
 
-            def timed(self, *args, _method=method, _name=cls.__name__, _hook=hook, **kwargs):
+            def timed(self, *args, _method=method, _name=cls.__name__, **kwargs):
                 started = time.perf_counter()
                 try:
                     return _method(self, *args, **kwargs)

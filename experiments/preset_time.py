@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from experiments.end_to_end import run_gan_train
-from experiments.timing import PROJECT_ROOT, training_run_parser
+from experiments.timing import from_project_root, report, training_run_parser
 from gan.config import PRESETS, Config
 
 
@@ -50,14 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     lines += [
         "",
-        f"On {os.path.relpath(path, PROJECT_ROOT)}: {images:,} images ({os.cpu_count()} cores; "
+        f"On {from_project_root(path)}: {images:,} images ({os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} at the "
         "end). Projected training time: the median epoch times the preset's epochs.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    report("\n".join(lines) + "\n", args.out)
     return 0
 
 

@@ -119,3 +119,16 @@ def training_run_parser(prog: str, doc: str, epochs: int, epochs_help: str, leas
         return args
 
     return parse
+
+
+def from_project_root(path: str | Path) -> str:
+    """`path` as it is typed from the project root, where `python -m experiments.NAME` runs:
+    what results record, so that they hold no absolute path of the machine that made them."""
+    return os.path.relpath(Path(path).resolve(), PROJECT_ROOT)
+
+
+def report(text: str, out: str | None) -> None:
+    """Prints a script's Markdown result and, with --out, also writes it to that file."""
+    print(text)
+    if out:
+        Path(out).write_text(text)

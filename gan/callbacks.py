@@ -201,10 +201,11 @@ class Evaluation(keras.callbacks.Callback):
     last: as many samples as the evaluator's held-out real images, always from noise seed 0
     (so the last evaluation equals `python -m gan.evaluate --run`); a conditional generator's
     for every class in turn (gan.generate's default labels), scored with their labels.
-    Writes TensorBoard scalars eval/* and eval_real/* at step = epoch number, appends a record to `eval.json` and prints
-    one line. A record of this epoch or a later one from an earlier training session (a run
-    killed after its last checkpoint, then resumed) is replaced, as roll_back does for the
-    other per-epoch outputs; records of `python -m gan.evaluate` are kept."""
+    Writes TensorBoard scalars eval/* and eval_real/* at step = epoch number, appends a record
+    to `eval.json` and prints one line. A record of this epoch or a later one from an earlier
+    training session (a run killed after its last checkpoint, then resumed) is replaced, as
+    gan.rundir.roll_back does for the other per-epoch outputs; records of `python -m
+    gan.evaluate` are kept."""
 
     def __init__(self, evaluator, run_dir: Path, writer, every: int, epochs: int):
         super().__init__()

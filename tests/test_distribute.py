@@ -315,16 +315,16 @@ def test_mixed_precision_computes_low_keeps_float32_and_trains(precision):
     assert real_logits.dtype == fake_logits.dtype == d_loss.dtype == "float32"
 
     before = [w.numpy() for w in model.generator.weights + model.discriminator.weights]
-    history = model.fit(
-        data.make_dataset(images, BATCH, seed=0, epochs=2),
-        epochs=2,
-        steps_per_epoch=IMAGES // BATCH,
-        shuffle=False,
-        verbose=0,
-    ).history
-    assert all(np.isfinite(history[name]).all() for name in METRICS)
+    _fit_two_epochs_with_finite_losses(model, data.make_dataset(images, BATCH, seed=0, epochs=2))
     after = [w.numpy() for w in model.generator.weights + model.discriminator.weights]
     assert all(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def _fit_two_epochs_with_finite_losses(model, dataset):
+    history = model.fit(
+        dataset, epochs=2, steps_per_epoch=IMAGES // BATCH, shuffle=False, verbose=0
+    ).history
+    assert all(np.isfinite(history[name]).all() for name in METRICS)
 
 
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
@@ -343,14 +343,9 @@ def test_conditional_networks_compute_low_and_keep_float32_images_and_logits(pre
     fakes = model.generator(with_labels(noise, labels), training=True)
     logits = model.discriminator(with_labels(fakes, labels), training=True)
     assert (fakes.dtype, logits.dtype) == ("float32", "float32")
-    history = model.fit(
-        data.make_dataset(make_images(IMAGES), BATCH, 0, 2, labels=np.arange(IMAGES) % 10),
-        epochs=2,
-        steps_per_epoch=IMAGES // BATCH,
-        shuffle=False,
-        verbose=0,
-    ).history
-    assert all(np.isfinite(history[name]).all() for name in METRICS)
+    image_labels = np.arange(IMAGES) % 10
+    dataset = data.make_dataset(make_images(IMAGES), BATCH, 0, 2, labels=image_labels)
+    _fit_two_epochs_with_finite_losses(model, dataset)
 
 
 def test_without_mixed_precision_everything_is_float32():
