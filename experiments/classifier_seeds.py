@@ -18,8 +18,9 @@ import sys
 import numpy as np
 
 from gan.classifier import ClassifierSpec
-from gan.evaluate import SCORES, Evaluator
-from gan.generate import GeneratorSource, generate, run_config
+from gan.evaluation import SCORES, Evaluator
+from gan.rundir import read_config
+from gan.sampling import GeneratorSource, generate
 
 COLUMNS = [  # (heading, result part, score name, format)
     ("classifier accuracy", "real", "classifier_accuracy", "{:.4f}"),
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="also write the markdown table to this file")
     args = parser.parse_args(argv)
 
-    config = run_config(args.run)
+    config = read_config(args.run)
     source = GeneratorSource.resolve(run=args.run)
     samples = None
     rows = []

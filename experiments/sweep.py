@@ -116,7 +116,7 @@ def main(experiment: Experiment, argv: list[str] | None = None) -> int:
 def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> int:
     from gan import safety
     from gan.errors import UsageError
-    from gan.evaluate import class_rows
+    from gan.evaluation import class_rows
     from gan.train import load_data
 
     suffix = "-quick" if args.quick else ""
@@ -161,7 +161,7 @@ def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> i
         grids[name] = (
             samples[: GRID_SIDE * GRID_SIDE]
             if sample_labels is None
-            # gan.evaluate.class_rows by the labels asked for: row k, the first of class k
+            # gan.evaluation.class_rows by the labels asked for: row k, the first of class k
             else class_rows(samples, sample_labels, GRID_SIDE)
         )
     real = {
@@ -245,8 +245,8 @@ def _finished(config, image_count: int, class_count: int | None = None) -> bool:
     if not run_dir.exists():
         return False
     try:
-        saved = Config.from_json((run_dir / rundir.CONFIG).read_text())
-    except (OSError, ValueError) as error:
+        saved = rundir.read_config(run_dir)
+    except UsageError as error:
         raise UsageError(f"{run_dir} is not a finished run ({error}); remove it") from None
     expected = config.resolved(image_count, False, class_count)
     differing = [
@@ -272,10 +272,10 @@ def _compared(config_class) -> list[str]:
 
 
 def _evaluator(experiment: Experiment, quick: bool, data_path: Path, cache_dir: str | None):
-    """The gan.evaluate.Evaluator of the experiment's real images (all of them; with --quick
+    """The gan.evaluation.Evaluator of the experiment's real images (all of them; with --quick
     the first QUICK_IMAGES, and a classifier trained for QUICK_CLASSIFIER_EPOCHS)."""
     from gan.classifier import ClassifierSpec
-    from gan.evaluate import Evaluator
+    from gan.evaluation import Evaluator
 
     limit = QUICK_IMAGES if quick else None
     spec = ClassifierSpec(epochs=QUICK_CLASSIFIER_EPOCHS) if quick else None
@@ -296,9 +296,7 @@ def _train(config, run_dir: Path, images, evaluator, labels=None) -> None:
 def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
     """What the results need of a finished run: its options, the last evaluation, every
     evaluation's scores by epoch, speed and wall time."""
-    from gan.config import Config
-
-    saved = Config.from_json((run_dir / rundir.CONFIG).read_text())
+    saved = rundir.read_config(run_dir)
     evaluations = json.loads((run_dir / rundir.EVALUATIONS).read_text())
     with open(run_dir / rundir.HISTORY, newline="") as file:
         seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
@@ -592,7 +590,7 @@ def _samples(run_dir: Path, count: int):
     gan.train's evaluation draws them."""
     import keras
 
-    from gan.generate import generate_with_labels
+    from gan.sampling import generate_with_labels
 
     generator = keras.models.load_model(run_dir / rundir.GENERATOR, compile=False)
     return generate_with_labels(generator, count, seed=0)

@@ -21,11 +21,11 @@ from tensorboard.plugins.hparams import api as hparams_api
 from gan import rundir
 from gan.config import parse_step_range
 from gan.data import to_uint8
-from gan.evaluate import append_record, format_line, log_scalars
-from gan.generate import generate_with_labels
+from gan.evaluation import format_line, log_scalars
 from gan.images import make_grid, save_png
 from gan.models import with_labels
 from gan.safety import NonFiniteLoss
+from gan.sampling import generate_with_labels
 
 GRID_ROWS = GRID_COLS = 5
 GRID_SCALE = 3  # 5x5 grid of 28 px digits -> 456 px square: big enough to judge by eye
@@ -197,7 +197,7 @@ class Profile(keras.callbacks.Callback):
 
 
 class Evaluation(keras.callbacks.Callback):
-    """Scores the generator with a gan.evaluate.Evaluator every `every` epochs and after the
+    """Scores the generator with a gan.evaluation.Evaluator every `every` epochs and after the
     last: as many samples as the evaluator's held-out real images, always from noise seed 0
     (so the last evaluation equals `python -m gan.evaluate --run`); a conditional generator's
     for every class in turn (gan.generate's default labels), scored with their labels.
@@ -223,7 +223,7 @@ class Evaluation(keras.callbacks.Callback):
             )
             result = self.evaluator.evaluate(images, labels)
             log_scalars(self.writer, result, step=number)
-            append_record(
+            rundir.append_record(
                 self.eval_path,
                 {"samples": "training", "epoch": number, "seed": 0, **result},
                 replaces=lambda r: r["samples"] == "training" and r["epoch"] >= number,

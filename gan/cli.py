@@ -1,20 +1,29 @@
 """What the command lines (gan.train, gan.generate, gan.evaluate) share: bad input is one line
 on stderr with exit status 2, and stderr carries only the project's own lines (TensorFlow's C++
 messages are held back unless the command crashes, or --verbose / GAN_VERBOSE=1 asks for them).
+gan.generate and gan.evaluate also share the flags that pick a generator and where their output
+files go (RUN_DIR/generated/ by default, never overwriting a file unasked).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from gan import rundir
 from gan.data import available_source
 from gan.errors import UsageError
+
+if TYPE_CHECKING:
+    from gan.sampling import GeneratorSource
 
 VERBOSE_VARIABLE = "GAN_VERBOSE"
 
@@ -152,3 +161,66 @@ def _writes_to_fd_2(stream) -> bool:
         return stream.fileno() == 2
     except (AttributeError, OSError, ValueError):  # no file descriptor behind it
         return False
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick a generator and its noise, for gan.generate and gan.evaluate."""
+    parser.add_argument(
+        "--run", metavar="RUN_DIR", help="a run directory (e.g. logs/NAME): its generator.keras"
+    )
+    parser.add_argument(
+        "--generator", metavar="FILE", help="a saved generator (.keras) instead of --run"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="EPOCH|latest|PATH",
+        help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{rundir.CHECKPOINTS}/"
+        f"ckpt-EPOCH), the latest checkpoint, or a checkpoint path, instead of generator.keras",
+    )
+    parser.add_argument(
+        "--seed",
+        type=whole_number(0),
+        default=0,
+        help="seed of the noise: same seed, same images (default: 0)",
+    )
+
+
+def default_output(
+    source: GeneratorSource | None, kind: str, seed: int, suffix: str
+) -> Path | None:
+    """RUN_DIR/generated/KIND-epochE-seedS.SUFFIX (without -epochE if the epoch is unknown) for a
+    generator from a run directory; None otherwise."""
+    if source is None or source.run_dir is None:
+        return None
+    epoch = f"-epoch{source.epoch}" if source.epoch else ""
+    return source.run_dir / rundir.GENERATED / f"{kind}{epoch}-seed{seed}{suffix}"
+
+
+def check_output(
+    path: str | bool | None, suffix: str, flag: str, overwrite: bool, default: Path | None = None
+) -> Path | None:
+    """The file an output flag writes, checked before any work. path: None (flag not given),
+    True (given without a file: `default`, or the first of DEFAULT-2, DEFAULT-3, ... that does
+    not exist; its directory is created), or the file given: right suffix, a directory to
+    write it in, and no existing file unless `overwrite`. Raises UsageError."""
+    if path is None:
+        return None
+    if path is True:
+        if default is None:
+            raise UsageError(
+                f"{flag} needs a file name ({flag} FILE{suffix}): only --run has a run "
+                f"directory to write it in"
+            )
+        default.parent.mkdir(exist_ok=True)
+        numbered = (
+            default.with_name(f"{default.stem}-{number}{suffix}") for number in itertools.count(2)
+        )
+        return next(p for p in itertools.chain([default], numbered) if not p.exists())
+    path = Path(path)
+    if path.suffix != suffix:
+        raise UsageError(f"{flag} {path}: the file name must end in {suffix}")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{flag} {path} already exists; choose another name or --overwrite")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {path}: no directory {path.parent}")
+    return path

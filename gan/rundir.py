@@ -14,9 +14,11 @@ No TensorFlow here: the command lines check a run directory before TensorFlow lo
 from __future__ import annotations
 
 import csv
+import datetime
 import errno
 import fcntl
 import io
+import json
 import os
 import re
 import shutil
@@ -334,3 +336,50 @@ def _drop_history_after(path: Path, epochs_done: int) -> None:
     writer.writerows(row for row in rows if int(row[column]) <= epochs_done)
     if kept.getvalue() != original:
         write_atomically(path, kept.getvalue().encode())
+
+
+def read_records(path: Path) -> list:
+    """The records of a JSON list file such as eval.json ([] if it does not exist). Raises
+    UsageError if it holds anything else, so that appending can never clobber it."""
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text()) if path.exists() else []
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(records, list):
+        raise UsageError(f"{path}: not a list of evaluation records; choose another file")
+    return records
+
+
+def append_record(path: Path, record: dict, replaces=None) -> None:
+    """Appends a record to a JSON list file (created if missing), atomically: earlier
+    evaluations are never lost, and a crash never leaves a half-written file. replaces: a
+    predicate; the records it is true for are dropped first (gan.train: those of epochs that a
+    resumed run trains again)."""
+    path = Path(path)
+    records = [r for r in read_records(path) if not (replaces and replaces(r))]
+    records.append({"time": datetime.datetime.now().isoformat(timespec="seconds"), **record})
+    write_atomically(path, (json.dumps(records, indent=2) + "\n").encode())
+
+
+def read_config(run_dir: str | Path):
+    """The gan.config.Config a run was trained with (its config.json). Raises UsageError if
+    it is missing, unreadable or not a whole config."""
+    from gan.config import Config
+
+    path = Path(run_dir) / CONFIG
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"{path.parent} is not a run directory (no {CONFIG} there)") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path} ({error.strerror or error})") from None
+    try:
+        return Config.from_json(text)
+    except (ValueError, TypeError) as error:  # bad JSON (a ValueError) or a UsageError
+        raise UsageError(f"cannot use {path}: {error}") from None
+
+
+def write_config(run_dir: Path, config) -> None:
+    """Saves a gan.config.Config as the run's config.json, atomically."""
+    write_atomically(Path(run_dir) / CONFIG, config.to_json().encode())

@@ -13,8 +13,9 @@ exit status 2. A run writes LOGDIR/RUN/:
     checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
 
-`--resume` continues a run from its latest checkpoint (see docs/checkpoints.md). Exit status: 0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad
-input, 128 + signal number after Ctrl-C (130) or SIGTERM (143).
+`--resume` continues a run from its latest checkpoint (see docs/checkpoints.md). Exit status:
+0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad input, 128 + signal number
+after Ctrl-C (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def train(
     config.dataset / config.data / config.limit if None (see load_data). labels: uint8 (N,),
     the images' classes: needed with images for a --conditional run, ignored otherwise.
     Trains under config.strategy (every worker of a multiworker run calls this).
-    evaluator: the gan.evaluate.Evaluator that config.eval_every uses; if None, one is built
+    evaluator: the gan.evaluation.Evaluator that config.eval_every uses; if None, one is built
     for config.dataset / config.data (all of its images, not only the first --limit).
 
     Holds the run directory's lock (gan.rundir.RunLock) while it writes there. Raises
@@ -108,7 +109,7 @@ class Training:
         if config.eval_every and config.conditional:
             _check_evaluable_classes(config.num_classes)
         if config.eval_every and evaluator is None:
-            from gan.evaluate import Evaluator
+            from gan.evaluation import Evaluator
 
             try:  # may train the classifier; reads only its own random state, never the global
                 self.evaluator = Evaluator.for_dataset(
@@ -144,11 +145,11 @@ class Training:
                     )
                 self.checkpoints.make_latest(self.epochs_done)
                 self.notices += rundir.roll_back(run_dir, self.epochs_done)
-                rundir.write_atomically(run_dir / rundir.CONFIG, config.to_json().encode())
+                rundir.write_config(run_dir, config)
                 if self.checkpoints.latest is None:  # killed before its first checkpoint
                     self.checkpoints.save(0)
             else:
-                rundir.write_atomically(run_dir / rundir.CONFIG, config.to_json().encode())
+                rundir.write_config(run_dir, config)
                 self.epochs_done = 0
                 self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
         except BaseException:
@@ -329,19 +330,13 @@ def _resolve_config(args: argparse.Namespace) -> Config:
         return config.replace(run=config.run or time.strftime("%Y%m%d-%H%M%S"))
     if config.run is None:
         raise UsageError("--resume needs --run NAME, the run to continue")
-    path = Path(config.logdir) / config.run / rundir.CONFIG
+    run_dir = Path(config.logdir) / config.run
+    if not (run_dir / rundir.CONFIG).exists():
+        raise UsageError(f"--resume: no run to resume at {run_dir} (no config.json there)")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(
-            f"--resume: no run to resume at {path.parent} (no config.json there)"
-        ) from None
-    except OSError as error:
-        raise UsageError(f"--resume: cannot read {path} ({error.strerror or error})") from None
-    try:
-        saved = Config.from_json(text)
-    except ValueError as error:  # bad JSON or UsageError
-        raise UsageError(f"--resume: cannot use {path}: {error}") from None
+        saved = rundir.read_config(run_dir)
+    except UsageError as error:
+        raise UsageError(f"--resume: {error}") from None
     return saved.resumed_with({name: getattr(config, name) for name in given})
 
 

@@ -97,3 +97,37 @@ def assert_usage_error(result: subprocess.CompletedProcess, message: str) -> Non
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def quick_classifier():
+    """The gan.classifier.ClassifierSpec of the tests: a few epochs, enough for tiny images."""
+    from gan.classifier import ClassifierSpec
+
+    return ClassifierSpec(epochs=3, batch_size=32)
+
+
+@pytest.fixture(scope="session")
+def evaluator(tmp_path_factory):
+    """A gan.evaluation.Evaluator of 400 tiny labelled images, its classifier trained once
+    for the session (quick_classifier)."""
+    from gan.evaluation import Evaluator
+
+    images, labels = make_labelled_images(400)
+    cache = tmp_path_factory.mktemp("evaluator-cache")
+    return Evaluator(images, labels, cache_dir=cache, spec=quick_classifier())
+
+
+def eval_scalars(run_dir) -> dict:
+    """TensorBoard scalars eval* of a run directory: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.util import tensor_util
+
+    accumulator = event_accumulator.EventAccumulator(
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
+    accumulator.Reload()
+    return {
+        tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
+        for tag in accumulator.Tags()["tensors"]
+        if tag.startswith("eval") and (events := accumulator.Tensors(tag))
+    }

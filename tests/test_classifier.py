@@ -7,12 +7,12 @@ import random
 
 import numpy as np
 import pytest
-from conftest import make_labelled_images
+from conftest import make_labelled_images, quick_classifier
 
 from gan import classifier
 from gan.errors import UsageError
 
-QUICK = classifier.ClassifierSpec(epochs=3, batch_size=32)
+QUICK = quick_classifier()
 
 
 @pytest.fixture(scope="module")

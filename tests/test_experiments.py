@@ -201,9 +201,9 @@ def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
 ):
     from experiments import conditional
     from gan.config import PRESETS
-    from gan.evaluate import class_rows
-    from gan.generate import generate_with_labels
+    from gan.evaluation import class_rows
     from gan.images import make_grid
+    from gan.sampling import generate_with_labels
 
     mnist, fashion = conditional.EXPERIMENTS["mnist"], conditional.EXPERIMENTS["fashion"]
     assert set(mnist.runs) == set(fashion.runs) == {"mlp-bn", "dcgan", "mlp-bn-best", "dcgan-best"}

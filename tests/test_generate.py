@@ -14,7 +14,7 @@ import tensorflow as tf
 from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module
 from PIL import Image
 
-from gan import data, generate
+from gan import data, generate, sampling
 from gan.checkpoints import Checkpoints, fingerprint
 from gan.config import Config
 from gan.errors import UsageError
@@ -69,24 +69,24 @@ def _constant_generator(value):
 
 
 def test_memory_check_refuses_what_cannot_fit_and_passes_the_usual_sizes():
-    generate.check_memory(10000, 128, 604 * 604)
+    sampling.check_memory(10000, 128, 604 * 604)
     with pytest.raises(UsageError, match=r"^10000000000000 images need about"):
-        generate.check_memory(10**13, 128)
+        sampling.check_memory(10**13, 128)
 
 
 @pytest.mark.parametrize("value, pixel", [(-1.0, 0), (0.0, 128), (1.0, 255), (3.0, 255)])
 def test_images_are_uint8_n_by_28_by_28_scaled_from_tanh_range(value, pixel):
-    images = generate.generate(_constant_generator(value), 5)
+    images = sampling.generate(_constant_generator(value), 5)
     assert images.dtype == np.uint8 and images.shape == (5, 28, 28)
     assert (images == pixel).all()
 
 
 def test_same_seed_same_images_and_the_first_k_do_not_depend_on_n():
     generator = _generator()
-    images = generate.generate(generator, 30, seed=4, batch_size=7)  # 5 batches, last short
-    np.testing.assert_array_equal(generate.generate(generator, 30, seed=4), images)
-    np.testing.assert_array_equal(generate.generate(generator, 12, seed=4), images[:12])
-    assert not np.array_equal(generate.generate(generator, 30, seed=5), images)
+    images = sampling.generate(generator, 30, seed=4, batch_size=7)  # 5 batches, last short
+    np.testing.assert_array_equal(sampling.generate(generator, 30, seed=4), images)
+    np.testing.assert_array_equal(sampling.generate(generator, 12, seed=4), images[:12])
+    assert not np.array_equal(sampling.generate(generator, 30, seed=5), images)
     assert images.min() < 100 and images.max() > 150  # an untrained net still spans pixels
 
 
@@ -97,7 +97,7 @@ def test_npz_from_the_cli_is_what_generate_returns(tmp_path, run_dir):
         assert archive.files == ["images"]
         images = archive["images"]
     assert images.dtype == np.uint8 and images.shape == (40, 28, 28)
-    np.testing.assert_array_equal(images, generate.generate(_generator(), 40, seed=2))
+    np.testing.assert_array_equal(images, sampling.generate(_generator(), 40, seed=2))
 
 
 def test_png_grid_from_a_bare_generator_file(tmp_path, run_dir):
@@ -109,7 +109,7 @@ def test_png_grid_from_a_bare_generator_file(tmp_path, run_dir):
     picture = np.asarray(Image.open(png))
     assert picture.dtype == np.uint8
     assert picture.shape == ((3 * 30 + 2) * 2, (4 * 30 + 2) * 2)  # 28 px + 2 px pad, scale 2
-    first = generate.generate(_generator(), 1)[0]
+    first = sampling.generate(_generator(), 1)[0]
     np.testing.assert_array_equal(picture[4:60:2, 4:60:2], first)  # top-left cell, unscaled
 
 
@@ -144,16 +144,16 @@ def test_checkpoint_by_epoch_and_latest(run_dir):
     for epoch, generator in zip((2, 4), trained_more, strict=True):
         _save_checkpoint(run_dir, generator, epoch)
     for choice, expected, epoch in [("2", trained_more[0], 2), ("latest", trained_more[1], 4)]:
-        source = generate.GeneratorSource.resolve(run=run_dir, checkpoint=choice)
+        source = sampling.GeneratorSource.resolve(run=run_dir, checkpoint=choice)
         assert source.epoch == epoch and source.checkpoint
         np.testing.assert_array_equal(
-            generate.generate(source.load(), 10), generate.generate(expected, 10)
+            sampling.generate(source.load(), 10), sampling.generate(expected, 10)
         )
-    by_path = generate.GeneratorSource.resolve(
+    by_path = sampling.GeneratorSource.resolve(
         run=run_dir, checkpoint=str(run_dir / "checkpoints" / "ckpt-2")
     )
     assert by_path.epoch == 2
-    final = generate.GeneratorSource.resolve(run=run_dir)
+    final = sampling.GeneratorSource.resolve(run=run_dir)
     assert final.epoch == 5 and not final.checkpoint  # generator.keras: the config's epochs
 
 
@@ -175,18 +175,18 @@ def test_checkpoints_of_a_real_training_run(tmp_path, options):
     images = make_images(64)
     config = Config(epochs=2, batch_size=32, noise_dim=NOISE_DIM, jit=False, **options)
     train(config, tmp_path / "run", images, labels=np.arange(64) % 10)
-    final = generate.GeneratorSource.resolve(run=tmp_path / "run")
-    last = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="latest")
+    final = sampling.GeneratorSource.resolve(run=tmp_path / "run")
+    last = sampling.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="latest")
     assert last.epoch == 2 and last.path.name == "ckpt-2"
-    expected = generate.generate(final.load(), 20)
-    np.testing.assert_array_equal(generate.generate(last.load(), 20), expected)
-    before_training = generate.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="0")
-    assert not np.array_equal(generate.generate(before_training.load(), 20), expected)
+    expected = sampling.generate(final.load(), 20)
+    np.testing.assert_array_equal(sampling.generate(last.load(), 20), expected)
+    before_training = sampling.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="0")
+    assert not np.array_equal(sampling.generate(before_training.load(), 20), expected)
     raw = tmp_path / "run" / "generator_raw.keras"
     assert raw.exists() == ("ema" in options)
     if raw.exists():  # the average is not the trained generator
-        trained = generate.GeneratorSource.resolve(generator=raw).load()
-        assert not np.array_equal(generate.generate(trained, 20), expected)
+        trained = sampling.GeneratorSource.resolve(generator=raw).load()
+        assert not np.array_equal(sampling.generate(trained, 20), expected)
 
 
 def test_checkpoint_cli(tmp_path, run_dir):
@@ -195,27 +195,27 @@ def test_checkpoint_cli(tmp_path, run_dir):
     assert result.returncode == 0, result.stderr
     assert "ckpt-3 (epoch 3)" in result.stdout
     with np.load(tmp_path / "c.npz") as archive:
-        np.testing.assert_array_equal(archive["images"], generate.generate(_generator(seed=7), 6))
+        np.testing.assert_array_equal(archive["images"], sampling.generate(_generator(seed=7), 6))
 
 
 def test_checkpoint_errors_name_what_exists(run_dir):
     with pytest.raises(UsageError, match="no checkpoints in"):
-        generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
     _save_checkpoint(run_dir, _generator(), 2)
     with pytest.raises(UsageError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
-        generate.GeneratorSource.resolve(run=run_dir, checkpoint="9")
+        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="9")
     # A checkpoint without a `generator`, or of other networks, is refused, not half-loaded.
     tf.train.CheckpointManager(
         tf.train.Checkpoint(model=_generator()), run_dir / "checkpoints", max_to_keep=None
     ).save(checkpoint_number=6)
     with pytest.raises(UsageError, match="holds no `generator`"):
-        generate.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
+        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
     config = Config.from_json((run_dir / "config.json").read_text())
     (run_dir / "config.json").write_text(config.replace(noise_dim=8).to_json())
     with pytest.raises(
         UsageError, match="cannot restore the generator of --arch mlp --noise-dim 8"
     ):
-        generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
+        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ def test_latest_skips_a_damaged_checkpoint_with_a_warning(run_dir, capsys):
     _save_checkpoint(run_dir, _generator(seed=3), 3)
     (data_file,) = (run_dir / "checkpoints").glob("ckpt-3.data-*")
     data_file.write_bytes(data_file.read_bytes()[:-100])
-    source = generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+    source = sampling.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
     assert source.path.name == "ckpt-2" and source.epoch == 2
     warning = capsys.readouterr().err
     assert warning.startswith("warning: cannot read checkpoint ckpt-3 (")
@@ -264,7 +264,7 @@ def test_latest_skips_a_damaged_checkpoint_with_a_warning(run_dir, capsys):
     for prefix in (run_dir / "checkpoints").glob("ckpt-2.*"):
         prefix.unlink()
     with pytest.raises(UsageError, match=r"latest: no checkpoint in .* can be read: ckpt-3 \("):
-        generate.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
+        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
 
 
 def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
@@ -272,16 +272,16 @@ def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
     data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:100])
     with pytest.raises(UsageError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
-        generate.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
+        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
     (run_dir / "config.json").write_text("{not json")
-    with pytest.raises(UsageError, match="not a readable run config"):
-        generate.GeneratorSource.resolve(run=run_dir)
+    with pytest.raises(UsageError, match="cannot use .*config.json: "):
+        sampling.GeneratorSource.resolve(run=run_dir)
 
 
 def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
     (run_dir / "generator.keras").unlink()
     with pytest.raises(UsageError, match="--checkpoint latest"):
-        generate.GeneratorSource.resolve(run=run_dir)
+        sampling.GeneratorSource.resolve(run=run_dir)
 
 
 # --- conditional runs: --label -------------------------------------------------------------
@@ -321,28 +321,28 @@ def test_labels_parse_as_a_class_a_range_or_a_comma_list():
 
 
 def test_label_sequences_repeat_the_classes_given_and_default_to_every_class_in_turn():
-    np.testing.assert_array_equal(generate.label_sequence(None, 23, 10), np.arange(23) % 10)
-    np.testing.assert_array_equal(generate.label_sequence(7, 4, 10), [7, 7, 7, 7])
-    np.testing.assert_array_equal(generate.label_sequence((1, 3, 5), 7, 10), [1, 3, 5, 1, 3, 5, 1])
-    assert generate.label_sequence(None, 5, 3).dtype == np.uint8
+    np.testing.assert_array_equal(sampling.label_sequence(None, 23, 10), np.arange(23) % 10)
+    np.testing.assert_array_equal(sampling.label_sequence(7, 4, 10), [7, 7, 7, 7])
+    np.testing.assert_array_equal(sampling.label_sequence((1, 3, 5), 7, 10), [1, 3, 5, 1, 3, 5, 1])
+    assert sampling.label_sequence(None, 5, 3).dtype == np.uint8
     with pytest.raises(UsageError, match=r"class 10, 12 is not one of the generator's 10 classes"):
-        generate.label_sequence((1, 10, 12), 5, 10)
+        sampling.label_sequence((1, 10, 12), 5, 10)
 
 
 def test_a_conditional_generator_draws_the_classes_asked_for():
     generator = _conditional_generator()
     noise = np.random.default_rng(3).standard_normal((20, NOISE_DIM), dtype=np.float32)
-    sevens = generate.generate(generator, 20, seed=3, batch_size=7, labels=7)
+    sevens = sampling.generate(generator, 20, seed=3, batch_size=7, labels=7)
     expected = generator([noise, np.full(20, 7, np.int32)], training=False)
     np.testing.assert_array_equal(sevens, data.to_uint8(expected))
-    images, labels = generate.generate_with_labels(generator, 20, seed=3)
+    images, labels = sampling.generate_with_labels(generator, 20, seed=3)
     np.testing.assert_array_equal(labels, np.arange(20) % 10)  # every class in turn
     np.testing.assert_array_equal(images[7::10], sevens[7::10])  # same noise, class 7
     assert not np.array_equal(images[6], sevens[6])  # same noise, class 6 instead of 7
-    np.testing.assert_array_equal(generate.generate(generator, 12, seed=3), images[:12])
-    assert generate.generate_with_labels(_generator(), 3)[1] is None
+    np.testing.assert_array_equal(sampling.generate(generator, 12, seed=3), images[:12])
+    assert sampling.generate_with_labels(_generator(), 3)[1] is None
     with pytest.raises(UsageError, match="the generator is not conditional"):
-        generate.generate(_generator(), 3, labels=2)
+        sampling.generate(_generator(), 3, labels=2)
 
 
 def test_cli_writes_the_labels_beside_the_images_of_a_conditional_run(
@@ -369,14 +369,14 @@ def test_cli_writes_the_labels_beside_the_images_of_a_conditional_run(
         with np.load(tmp_path / name) as archive:
             assert archive.files == ["images", "labels"]
             assert archive["labels"].dtype == np.uint8
-            expected = generate.label_sequence(labels, 30, CLASSES)
+            expected = sampling.label_sequence(labels, 30, CLASSES)
             np.testing.assert_array_equal(archive["labels"], expected)
             np.testing.assert_array_equal(
-                archive["images"], generate.generate(generator, 30, labels=labels)
+                archive["images"], sampling.generate(generator, 30, labels=labels)
             )
     picture = np.asarray(Image.open(tmp_path / "7.png"))
     np.testing.assert_array_equal(
-        picture[4:60:2, 4:60:2], generate.generate(generator, 1, labels=7)[0]
+        picture[4:60:2, 4:60:2], sampling.generate(generator, 1, labels=7)[0]
     )
 
 
