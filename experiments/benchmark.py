@@ -50,7 +50,7 @@ from experiments.timing import (
     time_in_rounds,
 )
 from gan import data
-from gan.config import Config
+from gan.config import Config, steps_per_epoch
 
 TEXTBOOK_EPOCHS, TEXTBOOK_IMAGES = 100, 60_000  # the chapter: 100 epochs of MNIST's training set
 
@@ -163,7 +163,8 @@ def _variants(images, per_call: int) -> dict:
 
 def _projected_seconds(steps_per_second: float, batch_size: int, fixed: float = 0.0) -> float:
     """Seconds of the chapter's run (100 epochs of 60,000 images) at this speed, plus `fixed`."""
-    return fixed + TEXTBOOK_EPOCHS * (TEXTBOOK_IMAGES // batch_size) / steps_per_second
+    steps = TEXTBOOK_EPOCHS * steps_per_epoch(TEXTBOOK_IMAGES, batch_size)
+    return fixed + steps / steps_per_second
 
 
 def markdown(results: dict) -> str:
@@ -217,6 +218,11 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _seconds_beyond_steps(run: dict, batch: int, default: float) -> float:
+    """Seconds per epoch of an end-to-end run beyond its steps at the default step's speed."""
+    return steps_per_epoch(run["images"], batch) * (1 / run["steps_per_second"] - 1 / default)
+
+
 def _end_to_end_markdown(runs: dict, textbook: float, default: float, batch: int) -> list[str]:
     """The end-to-end section: one column per image set."""
     columns = list(runs.values())
@@ -226,7 +232,7 @@ def _end_to_end_markdown(runs: dict, textbook: float, default: float, batch: int
         "vs default step (step only)": lambda r: f"{r['steps_per_second'] / default:.2f}x",
         "vs textbook loop": lambda r: f"{r['steps_per_second'] / textbook:.1f}x",
         "seconds per epoch beyond the steps (callbacks)": lambda r: (
-            f"{(r['images'] // batch) * (1 / r['steps_per_second'] - 1 / default):.2f}"
+            f"{_seconds_beyond_steps(r, batch, default):.2f}"
         ),
         "fixed seconds: 2 wall(N) - wall(2N)": lambda r: f"{r['fixed_seconds']:.1f}",
         'seconds from launch to "Training on" (networks built)': lambda r: (

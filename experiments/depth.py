@@ -17,9 +17,9 @@ EXPERIMENT = Experiment(
     name="depth",
     title="Deeper networks: textbook MLP GAN with 0, 1 and 2 extra hidden layers (MNIST)",
     runs={
-        "textbook": {"g_hidden": "256,512", "d_hidden": "256"},
-        "plus-1-layer": {"g_hidden": "256,512,1024", "d_hidden": "512,256"},
-        "plus-2-layers": {"g_hidden": "256,512,1024,1024", "d_hidden": "1024,512,256"},
+        "textbook": {"g_hidden": (256, 512), "d_hidden": (256,)},
+        "plus-1-layer": {"g_hidden": (256, 512, 1024), "d_hidden": (512, 256)},
+        "plus-2-layers": {"g_hidden": (256, 512, 1024, 1024), "d_hidden": (1024, 512, 256)},
     },
     options={"arch": "mlp", "epochs": 100, "eval_every": 10},
 )

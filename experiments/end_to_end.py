@@ -34,7 +34,7 @@ class EndToEnd:
         self.given, self.epochs = from_project_root(path), epochs  # what the results record
         self.path = str(Path(path).resolve())  # for the children, whose cwd may differ
         self.images = len(data.load_path(path))
-        self.steps_per_epoch = self.images // Config().batch_size
+        self.steps_per_epoch = Config().steps_per_epoch(self.images)
         self.runs = {epochs: [], 2 * epochs: []}  # epochs -> run_gan_train's record per round
         self.startups = []  # experiments.startup's phases of each round
 

@@ -238,7 +238,7 @@ def _finished(config, image_count: int, class_count: int | None = None) -> bool:
     """Whether the run exists and is finished. Raises UsageError if it exists but does not
     match `config` (resolved for image_count images labelled 0..class_count-1) or is
     unfinished: it is never overwritten."""
-    from gan.config import Config
+    from gan.config import Config, shown
     from gan.errors import UsageError
 
     run_dir = Path(config.logdir) / config.run
@@ -250,7 +250,7 @@ def _finished(config, image_count: int, class_count: int | None = None) -> bool:
         raise UsageError(f"{run_dir} is not a finished run ({error}); remove it") from None
     expected = config.resolved(image_count, False, class_count)
     differing = [
-        f"{name} {getattr(saved, name)!r} (here {getattr(expected, name)!r})"
+        f"{name} {shown(getattr(saved, name))!r} (here {shown(getattr(expected, name))!r})"
         for name in _compared(Config)
         if getattr(saved, name) != getattr(expected, name) and name != "jit"
     ]
@@ -574,7 +574,10 @@ def _flag(name: str) -> str:
 
 
 def _value(value) -> str:
-    return "—" if value is None else str(value)
+    """An option's value in a table: as the command line writes it (layer widths 256,512)."""
+    from gan.config import shown
+
+    return "—" if value is None else str(shown(value))
 
 
 def _duration(seconds: float | None) -> str:

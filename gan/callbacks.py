@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from gan import rundir
-from gan.config import parse_step_range
+from gan.config import parse_step_range, shown
 from gan.data import to_uint8
 from gan.evaluation import format_line, log_scalars
 from gan.images import make_grid, save_png
@@ -142,7 +142,8 @@ class HParams(hparams_api.KerasCallback):
     every run with its options beside its final metrics: the last value of each scalar in the
     run (d_loss, g_loss, d_real, d_fake and any scalar added later).
 
-    options: name -> bool, int, float or str; None values (options left unset) are left out.
+    options: name -> bool, int, float, str or layer widths (a tuple, logged as on the command
+    line: 256,512, by gan.config.shown); None values (options left unset) are left out.
     trial_id: the name the dashboard shows for the run (its "Trial ID"), e.g. the run's name.
     No experiment summary (`hparams_config`) is written on purpose: TensorBoard would take the
     option list from one arbitrary run's summary, hiding options that other runs have. Without
@@ -150,7 +151,7 @@ class HParams(hparams_api.KerasCallback):
     """
 
     def __init__(self, writer, options: dict, trial_id: str):
-        options = {name: value for name, value in options.items() if value is not None}
+        options = {name: shown(value) for name, value in options.items() if value is not None}
         super().__init__(writer, options, trial_id)
         self.writer = writer
 

@@ -142,7 +142,7 @@ def _step_range(value):
 
 def parse_widths(text: str) -> tuple[int, ...] | None:
     """'256,512,1024' -> (256, 512, 1024): one or more whole numbers >= 1; None if `text` is
-    no such list."""
+    no such list. How --g-hidden and --d-hidden are read from the command line."""
     parts = text.replace(" ", "").split(",")
     if not all(re.fullmatch(r"\d+", part) for part in parts):
         return None
@@ -155,10 +155,26 @@ def format_widths(widths: tuple[int, ...]) -> str:
     return ",".join(map(str, widths))
 
 
+WIDTHS_TEXT = "layer widths separated by commas, each a whole number >= 1, e.g. 256,512"
+
+
 def _widths(value):
-    if parse_widths(value) is None:
-        return "must be layer widths separated by commas, each a whole number >= 1, e.g. 256,512"
-    return None
+    if value and all(type(width) is int and width >= 1 for width in value):  # no bools
+        return None
+    return "must be one or more layer widths, each a whole number >= 1, e.g. (256, 512)"
+
+
+def shown(value):
+    """An option's value as the command line writes it: layer widths (256, 512) as '256,512',
+    any other value as it is. For messages, tables and TensorBoard's HParams."""
+    return format_widths(value) if isinstance(value, tuple) else value
+
+
+def steps_per_epoch(image_count: int, batch_size: int) -> int:
+    """Training steps in an epoch over `image_count` images in batches of `batch_size`: the
+    last partial batch is dropped (gan.data.make_dataset). Config.steps_per_epoch for a
+    config's batch size."""
+    return image_count // batch_size
 
 
 def _option(default, help, check=None, choices=None):
@@ -177,13 +193,14 @@ class Config:
     )
     arch: str = _option("mlp", "network architecture; mlp is the textbook's", choices=ARCHITECTURES)
     noise_dim: int = _option(128, "length of the generator's input noise vector", _positive)
-    g_hidden: str | None = _option(
+    # Layer widths: tuples here, "256,512" on the command line, JSON lists in config.json.
+    g_hidden: tuple[int, ...] | None = _option(
         None,
         "widths of the generator's hidden layers, input side first, e.g. 256,512,1024; for "
         "--arch mlp and mlp-bn (default: 256,512 for mlp, 256,512,1024 for mlp-bn)",
         _widths,
     )
-    d_hidden: str | None = _option(
+    d_hidden: tuple[int, ...] | None = _option(
         None,
         "widths of the discriminator's hidden layers, input side first, e.g. 512,256; for "
         "--arch mlp and mlp-bn (default: 256 for mlp, 512,256 for mlp-bn)",
@@ -399,9 +416,7 @@ class Config:
         most = 1 if self.profile_steps else min(self.steps_per_call, steps_per_epoch)
         steps_per_call = max(d for d in range(1, most + 1) if steps_per_epoch % d == 0)
         jit = has_gpu if self.jit is None else self.jit
-        g_hidden, d_hidden = (
-            map(format_widths, MLP_HIDDEN[self.arch]) if self.arch in MLP_HIDDEN else (None, None)
-        )
+        g_hidden, d_hidden = MLP_HIDDEN.get(self.arch, (None, None))
         return self.replace(
             jit=jit,
             steps_per_call=steps_per_call,
@@ -445,7 +460,7 @@ class Config:
     def steps_per_epoch(self, image_count: int) -> int:
         """Training steps in an epoch over `image_count` images: the last partial batch is
         dropped."""
-        return image_count // self.batch_size
+        return steps_per_epoch(image_count, self.batch_size)
 
     @property
     def learning_rates(self) -> tuple[float, float]:
@@ -461,7 +476,7 @@ class Config:
         of a --resume. Raises UsageError if a given option differs from its saved value and
         is not one of CHANGEABLE_ON_RESUME."""
         conflicts = [
-            f"{flag(name)} {value} (saved: {getattr(self, name)})"
+            f"{flag(name)} {shown(value)} (saved: {shown(getattr(self, name))})"
             for name, value in given.items()
             if name not in CHANGEABLE_ON_RESUME and value != getattr(self, name)
         ]
@@ -484,10 +499,11 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> Config:
-        """The Config that to_json wrote. Raises ValueError for text that is not JSON, and
-        UsageError for JSON that is not an object with exactly the options as keys (a
-        missing one is never filled in with its default, except the options of ADDED_LATER)
-        or has a bad value."""
+        """The Config that to_json wrote (layer widths are JSON lists there; the "256,512" of
+        a config.json written before they were is read too). Raises ValueError for text that
+        is not JSON, and UsageError for JSON that is not an object with exactly the options
+        as keys (a missing one is never filled in with its default, except the options of
+        ADDED_LATER) or has a bad value."""
         values = json.loads(text)
         if not isinstance(values, dict):
             raise UsageError(f"expected a JSON object of options, got {type(values).__name__}")
@@ -499,7 +515,13 @@ class Config:
         missing = [name for name in names if name not in values]
         if missing:
             raise UsageError(f"options missing from config: {', '.join(missing)}")
-        return cls(**values)
+        hints = typing.get_type_hints(cls)
+        return cls(
+            **{
+                name: _widths_from_json(value) if _base_type(hints[name]) is tuple else value
+                for name, value in values.items()
+            }
+        )
 
     # --- command line -------------------------------------------------------------------
 
@@ -542,7 +564,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+_KIND_NAMES = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    tuple: "a tuple of layer widths",
+}
 
 
 def _is_kind(value, kind: type) -> bool:
@@ -556,12 +584,30 @@ def _is_optional(hint) -> bool:
 
 
 def _base_type(hint) -> type:
+    """A field's type without None: int for `int | None`, tuple for `tuple[int, ...]`."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
+    kind = args[0] if args else hint
+    return typing.get_origin(kind) or kind
+
+
+def _widths_from_json(value):
+    """Layer widths as config.json holds them, as a tuple: a list [256, 512], or the string
+    "256,512" of a config.json written before widths were tuples (e.g. a run to --resume).
+    Anything else comes back as it is, for Config to refuse."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, str):
+        return parse_widths(value) or value
+    return value
 
 
 def _parse_as(kind: type):
     def parse(text: str):
+        if kind is tuple:  # layer widths, the only tuples: "256,512" -> (256, 512)
+            widths = parse_widths(text)
+            if widths is None:
+                raise argparse.ArgumentTypeError(f"must be {WIDTHS_TEXT}, got {text!r}")
+            return widths
         try:
             return kind(text)
         except ValueError:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gan.config import steps_per_epoch
 from gan.errors import UsageError
 
 IMAGE_SHAPE = (28, 28)
@@ -205,10 +206,10 @@ def make_dataset(
 
     images: uint8 (N, 28, 28), kept resident as one tensor (a quarter of its float32 size);
     each batch is gathered and scaled on the fly. Yields float32 (batch_size, 28, 28, 1) in
-    [-1, 1], N // batch_size batches per epoch (the remainder is dropped, so the step never
-    sees a new shape and never retraces). Epoch e's order is a stateless shuffle seeded by
-    (seed, e): it does not depend on what ran before, so a run restarted at epoch e sees the
-    same batches.
+    [-1, 1], steps_per_epoch(N, batch_size) batches per epoch (N // batch_size: the
+    remainder is dropped, so the step never sees a new shape and never retraces). Epoch e's
+    order is a stateless shuffle seeded by (seed, e): it does not depend on what ran before,
+    so a run restarted at epoch e sees the same batches.
     labels: None, or (N,) class labels: then each batch is a pair (images, int32
     (batch_size,) labels), the labels gathered with the same indices as their images. The
     order of the images is the same with and without labels.
@@ -219,7 +220,7 @@ def make_dataset(
         labels = tf.constant(labels, tf.int32)
     images = tf.constant(images, tf.uint8)
     count = int(images.shape[0])
-    steps = count // batch_size
+    steps = steps_per_epoch(count, batch_size)
 
     def epoch_batches(epoch):
         order = tf.random.experimental.stateless_shuffle(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from gan.config import MLP_HIDDEN, parse_widths
+from gan.config import MLP_HIDDEN
 
 IMAGE_SHAPE = (28, 28, 1)
 IMAGE_SIZE = 28 * 28
@@ -167,17 +167,15 @@ def generator_for(config) -> keras.Model:
     """The generator a gan.config.Config describes: --arch, --noise-dim, --g-hidden,
     --conditional (with its resolved num_classes)."""
     if not config.conditional:
-        return build_generator(config.arch, config.noise_dim, _widths(config.g_hidden))
-    body = build_generator(
-        config.arch, config.noise_dim + LABEL_EMBEDDING, _widths(config.g_hidden)
-    )
+        return build_generator(config.arch, config.noise_dim, config.g_hidden)
+    body = build_generator(config.arch, config.noise_dim + LABEL_EMBEDDING, config.g_hidden)
     return conditional_generator(body, config.noise_dim, config.num_classes)
 
 
 def discriminator_for(config) -> keras.Model:
     """The discriminator a gan.config.Config describes: --arch, --d-hidden, --conditional
     (with its resolved num_classes), --spectral-norm."""
-    discriminator = build_discriminator(config.arch, _widths(config.d_hidden))
+    discriminator = build_discriminator(config.arch, config.d_hidden)
     if config.conditional:
         discriminator = projection_discriminator(discriminator, config.num_classes)
     return spectrally_normalised(discriminator) if config.spectral_norm else discriminator
@@ -274,10 +272,6 @@ def _apply(stack, inputs):
     for layer in stack:
         inputs = layer(inputs)
     return inputs
-
-
-def _widths(text: str | None) -> tuple[int, ...] | None:
-    return None if text is None else parse_widths(text)
 
 
 def _hidden(arch: str, hidden) -> tuple:

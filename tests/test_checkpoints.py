@@ -94,7 +94,7 @@ def test_restore_refuses_a_mismatched_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match=r"generator/.*shape \(8, 256\) in the checkpoint"):
         Checkpoints(_gan(noise_dim=16), tmp_path, images_sha).restore_latest()
     with pytest.raises(CheckpointError, match=r"shape \(512, 784\) in the checkpoint, \(512, 6"):
-        Checkpoints(_gan(g_hidden="256,512,64"), tmp_path, images_sha).restore_latest()
+        Checkpoints(_gan(g_hidden=(256, 512, 64)), tmp_path, images_sha).restore_latest()
     with pytest.raises(CheckpointError, match="does not match the configured networks"):
         Checkpoints(_gan(arch="mlp-bn"), tmp_path, images_sha).restore_latest()
     with pytest.raises(CheckpointError, match="training images differ"):

@@ -12,8 +12,10 @@ from gan.config import (
     CHANGEABLE_ON_RESUME,
     PRESETS,
     Config,
+    format_widths,
     parse_step_range,
     parse_widths,
+    steps_per_epoch,
 )
 from gan.errors import UsageError
 
@@ -108,12 +110,15 @@ def test_unknown_keys_in_json_are_rejected():
         ({"profile_steps": "0,3"}, "--profile-steps"),
         ({"profile_steps": "4,2"}, "--profile-steps"),
         ({"profile_steps": "a,b"}, "--profile-steps"),
-        ({"g_hidden": "256,0"}, "--g-hidden must be layer widths separated by commas"),
-        ({"g_hidden": ""}, "--g-hidden must be layer widths"),
-        ({"d_hidden": "512,,256"}, "--d-hidden must be layer widths"),
-        ({"d_hidden": "wide"}, "--d-hidden must be layer widths"),
-        ({"d_hidden": 512}, "--d-hidden must be a string"),
-        ({"arch": "dcgan", "d_hidden": "256"}, "dcgan has fixed layers; --d-hidden is for"),
+        ({"g_hidden": (256, 0)}, "--g-hidden must be one or more layer widths, each a whole"),
+        ({"g_hidden": ()}, "--g-hidden must be one or more layer widths"),
+        ({"d_hidden": (512, -256)}, "--d-hidden must be one or more layer widths"),
+        ({"d_hidden": (512, 2.5)}, "--d-hidden must be one or more layer widths"),
+        ({"d_hidden": (True,)}, "--d-hidden must be one or more layer widths"),
+        ({"d_hidden": "512,256"}, "--d-hidden must be a tuple of layer widths, got '512,256'"),
+        ({"d_hidden": [512, 256]}, "--d-hidden must be a tuple of layer widths"),
+        ({"d_hidden": 512}, "--d-hidden must be a tuple of layer widths"),
+        ({"arch": "dcgan", "d_hidden": (256,)}, "dcgan has fixed layers; --d-hidden is for"),
         ({"g_lr": 0.0}, "--g-lr must be a number > 0"),
         ({"d_lr": -1e-4}, "--d-lr"),
         ({"lr_schedule": "step"}, "--lr-schedule must be one of constant, linear, cosine"),
@@ -130,7 +135,7 @@ def test_unknown_keys_in_json_are_rejected():
         ({"conditional": "yes"}, "--conditional must be true or false"),
         ({"r1": 1.0, "mixed_precision": "float16"}, "--r1 needs the gradient"),
         (
-            {"arch": "dcgan", "g_hidden": "256", "d_hidden": "64"},
+            {"arch": "dcgan", "g_hidden": (256,), "d_hidden": (64,)},
             "--arch dcgan has fixed layers; --g-hidden and --d-hidden are for --arch mlp and "
             "mlp-bn only",
         ),
@@ -153,11 +158,52 @@ def test_widths_parse_as_whole_numbers_of_at_least_one():
     assert parse_widths("256,512,1024") == (256, 512, 1024) and parse_widths(" 7 ") == (7,)
     for text in ("", "0", "256,", ",256", "256;512", "2.5", "-4", "a"):
         assert parse_widths(text) is None, text
+    assert format_widths((256, 512, 1024)) == "256,512,1024" and format_widths((7,)) == "7"
+
+
+def test_widths_are_tuples_given_on_the_command_line_as_text():
+    parser = argparse.ArgumentParser()
+    Config.add_arguments(parser)
+    args = parser.parse_args(["--arch", "mlp-bn", "--g-hidden", "64, 64", "--d-hidden", "32"])
+    assert Config.given_options(args) == {"arch": "mlp-bn", "g_hidden": (64, 64), "d_hidden": (32,)}
+    assert Config(**Config.given_options(args)).g_hidden == (64, 64)
+
+
+@pytest.mark.parametrize("text", ["256,0", "", "512,,256", "wide", "2.5"])
+def test_bad_widths_on_the_command_line_are_refused_naming_the_flag(text, capsys):
+    parser = argparse.ArgumentParser()
+    Config.add_arguments(parser)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--g-hidden", text])
+    assert exit_info.value.code == 2
+    expected = "argument --g-hidden: must be layer widths separated by commas, each a whole"
+    assert expected in capsys.readouterr().err
+
+
+def test_widths_are_json_lists_in_config_json():
+    config = Config(arch="mlp-bn", g_hidden=(64, 64), d_hidden=(32,))
+    values = json.loads(config.to_json())
+    assert (values["g_hidden"], values["d_hidden"]) == ([64, 64], [32])
+    assert Config.from_json(config.to_json()) == config
+    values["d_hidden"] = [32, 0]
+    with pytest.raises(UsageError, match="--d-hidden must be one or more layer widths"):
+        Config.from_json(json.dumps(values))
+
+
+def test_a_config_json_with_widths_as_text_reads_as_the_same_widths():
+    """config.json files written before layer widths were tuples hold them as "256,512": their
+    runs still resume, and experiments still recognise them as finished."""
+    config = Config(arch="mlp-bn", g_hidden=(256, 512, 1024), d_hidden=(512,))
+    values = {**json.loads(config.to_json()), "g_hidden": "256,512,1024", "d_hidden": "512"}
+    assert Config.from_json(json.dumps(values)) == config
+    values["g_hidden"] = "256,0"  # never written, but refused as any bad value is
+    with pytest.raises(UsageError, match="--g-hidden must be a tuple of layer widths"):
+        Config.from_json(json.dumps(values))
 
 
 @pytest.mark.parametrize(
     "arch, g_hidden, d_hidden",
-    [("mlp", "256,512", "256"), ("mlp-bn", "256,512,1024", "512,256"), ("dcgan", None, None)],
+    [("mlp", (256, 512), (256,)), ("mlp-bn", (256, 512, 1024), (512, 256)), ("dcgan", None, None)],
 )
 def test_resolving_names_the_default_hidden_widths_of_the_mlps(arch, g_hidden, d_hidden):
     resolved = Config(arch=arch).resolved(10_000, has_gpu=False)
@@ -165,9 +211,21 @@ def test_resolving_names_the_default_hidden_widths_of_the_mlps(arch, g_hidden, d
 
 
 def test_given_hidden_widths_survive_resolving():
-    config = Config(arch="mlp-bn", g_hidden="64,64", d_hidden="32")
-    assert config.resolved(10_000, has_gpu=False).g_hidden == "64,64"
-    assert config.resolved(10_000, has_gpu=False).d_hidden == "32"
+    config = Config(arch="mlp-bn", g_hidden=(64, 64), d_hidden=(32,))
+    assert config.resolved(10_000, has_gpu=False).g_hidden == (64, 64)
+    assert config.resolved(10_000, has_gpu=False).d_hidden == (32,)
+
+
+def test_a_resumed_run_keeps_its_widths_and_shows_them_as_the_command_line_does():
+    saved = Config(g_hidden=(256, 512), d_hidden=(256,), run="a")
+    assert saved.resumed_with({"g_hidden": (256, 512), "epochs": 200}) == saved.replace(epochs=200)
+    with pytest.raises(UsageError, match=r"--g-hidden 256,512,64 \(saved: 256,512\)"):
+        saved.resumed_with({"g_hidden": (256, 512, 64)})
+
+
+def test_steps_per_epoch_drop_the_last_partial_batch():
+    assert steps_per_epoch(1000, 128) == 7 and steps_per_epoch(1024, 128) == 8
+    assert Config(batch_size=100).steps_per_epoch(999) == steps_per_epoch(999, 100) == 9
 
 
 def test_step_ranges_parse_with_first_at_most_last():

@@ -16,7 +16,9 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
 from experiments import sweep
-from gan.config import flag
+from gan import rundir
+from gan.config import flag, shown
+from gan.errors import UsageError
 
 SCRIPTS = ["depth", "noise_size", "upgraded", "fashion"]
 
@@ -63,10 +65,12 @@ def test_quick_mode_writes_table_grids_curves_and_hparams(script, tmp_path, data
         assert run["generated"]["n"] == sweep.QUICK_IMAGES // 2  # the held-out half
         assert run["steps_per_second"] > 0 and run["wall_seconds"] > 0
         assert 0 <= run["generated"]["sure"] <= 1 and run["generated"]["mean_entropy"] >= 0
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
         for option, value in experiment.runs[name].items():
             if option not in sweep.QUICK_OPTIONS:  # --quick trains every run 2 short epochs
-                assert run["config"][option] == value
-        assert f"| {name} |" in readme and (out / f"{name}.png").stat().st_size > 0
+                assert run["config"][option] == json.loads(json.dumps(value))  # tuples: lists
+                assert f"| {shown(value)} |" in row  # layer widths as on the command line
+        assert (out / f"{name}.png").stat().st_size > 0
         # Each run logged its options to the HParams plugin and the eval scores as scalars.
         events = event_accumulator.EventAccumulator(
             str(tmp_path / "logs" / f"{script}-quick" / name)
@@ -140,6 +144,27 @@ def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
     (tmp_path / "logs" / "tiny-quick" / "a" / "generator.keras").unlink()  # as after a kill
     assert _quick(experiment, tmp_path, data_dir, cache_dir) == 2
     assert "did not finish; continue it with `python -m gan.train" in capsys.readouterr().err
+
+
+def test_a_finished_run_whose_config_json_holds_widths_as_text_is_reused(tmp_path):
+    """config.json files written before layer widths were tuples hold them as "256,512": the
+    finished runs of experiments.depth still count as finished, and still differ from other
+    widths."""
+    from experiments import depth
+
+    configs = sweep.run_configs(depth.EXPERIMENT, True, tmp_path / "data", tmp_path / "logs")
+    config = configs["plus-1-layer"]
+    run_dir = tmp_path / "logs" / "plus-1-layer"
+    run_dir.mkdir(parents=True)
+    (run_dir / rundir.GENERATOR).touch()
+    (run_dir / rundir.EVALUATIONS).touch()
+    values = json.loads(config.resolved(sweep.QUICK_IMAGES, has_gpu=False).to_json())
+    values.update(g_hidden="256,512,1024", d_hidden="512,256")
+    (run_dir / rundir.CONFIG).write_text(json.dumps(values))
+    assert sweep._finished(config, sweep.QUICK_IMAGES)
+    (run_dir / rundir.CONFIG).write_text(json.dumps({**values, "d_hidden": "512"}))
+    with pytest.raises(UsageError, match=r"other options: d_hidden '512' \(here '512,256'\)"):
+        sweep._finished(config, sweep.QUICK_IMAGES)
 
 
 def test_confidence_is_the_mean_entropy_and_the_share_of_sure_predictions():

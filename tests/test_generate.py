@@ -161,7 +161,7 @@ def test_checkpoint_by_epoch_and_latest(run_dir):
     "options",
     [
         {},
-        {"arch": "mlp-bn", "g_hidden": "32,64"},
+        {"arch": "mlp-bn", "g_hidden": (32, 64)},
         {"arch": "mlp-bn", "ema": 0.5},
         {"arch": "dcgan", "ema": 0.5, "conditional": True},
     ],

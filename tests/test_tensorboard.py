@@ -26,7 +26,7 @@ from PIL import Image
 
 from experiments.tensorboard_server import get_json, request, serve, wait_for
 from gan.callbacks import GRID_COLS, GRID_ROWS, GRID_SCALE
-from gan.config import Config
+from gan.config import Config, shown
 from gan.train import train
 
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}
@@ -72,10 +72,11 @@ def _history(logdir, run) -> list[dict]:
 
 
 def _logged_options(logdir, run) -> dict:
-    """The options a run logs: those of its config.json (automatic choices resolved), but for
-    those left unset (None)."""
+    """The options a run logs: those of its config.json (automatic choices resolved, layer
+    widths as on the command line: 256,512), but for those left unset (None)."""
     config = Config.from_json((logdir / run / "config.json").read_text())
-    return {name: value for name, value in dataclasses.asdict(config).items() if value is not None}
+    options = dataclasses.asdict(config).items()
+    return {name: shown(value) for name, value in options if value is not None}
 
 
 def _query(**params) -> str:

@@ -34,10 +34,11 @@ from gan.classifier import CACHE_ENV
 from gan.config import CHANGEABLE_ON_RESUME, Config
 from gan.config import flag as flag_of
 from gan.data import to_uint8
+from gan.errors import UsageError
 from gan.gan import build_gan
 from gan.images import make_grid
 from gan.models import generator_inputs
-from gan.train import load_data
+from gan.train import _parser, _resolve_config, load_data
 
 METRICS = {"d_loss", "g_loss", "d_real", "d_fake"}
 
@@ -157,7 +158,7 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
         (["--checkpoint-every", "0"], "--checkpoint-every must be a number > 0"),
         (["--checkpoint-interval", "nan"], "--checkpoint-interval must be a number > 0"),
         (["--arch", "vgg"], "--arch must be one of mlp, mlp-bn, dcgan, got 'vgg'"),
-        (["--g-hidden", "256,0"], "--g-hidden must be layer widths separated by commas"),
+        (["--g-hidden", "256,0"], "--g-hidden: must be layer widths separated by commas"),
         (
             ["--arch", "dcgan", "--g-hidden", "256,512"],
             "--arch dcgan has fixed layers; --g-hidden is for --arch mlp and mlp-bn only",
@@ -303,6 +304,21 @@ def test_a_config_json_that_is_not_a_whole_config_is_refused(tmp_path, content, 
     result = run_cli("--logdir", tmp_path / "logs", "--run", "r", "--resume")
     assert_usage_error(result, f"--resume: cannot use {run_dir / 'config.json'}: {message}")
     assert [p.name for p in run_dir.iterdir()] == ["config.json"]
+
+
+def test_a_run_whose_config_json_holds_widths_as_text_resumes_with_them(tmp_path):
+    """config.json files written before layer widths were tuples hold them as "256,512"; the
+    same widths given again on --resume are no conflict, other widths are."""
+    saved = Config(epochs=2, arch="mlp-bn", g_hidden=(64, 32), d_hidden=(16,), run="r")
+    saved = saved.replace(logdir=str(tmp_path / "logs")).absolute()
+    (tmp_path / "logs" / "r").mkdir(parents=True)
+    values = {**json.loads(saved.to_json()), "g_hidden": "64,32", "d_hidden": "16"}
+    (tmp_path / "logs" / "r" / "config.json").write_text(json.dumps(values))
+    resume = ["--logdir", str(tmp_path / "logs"), "--run", "r", "--resume", "--epochs", "3"]
+    resumed = _resolve_config(_parser().parse_args([*resume, "--g-hidden", "64, 32"]))
+    assert resumed == saved.replace(epochs=3)
+    with pytest.raises(UsageError, match=r"--d-hidden 16,8 \(saved: 16\) conflicting"):
+        _resolve_config(_parser().parse_args([*resume, "--d-hidden", "16,8"]))
 
 
 def test_a_run_resumes_from_any_directory_and_with_its_data_moved(tmp_path, data_dir):
