@@ -130,7 +130,7 @@ class SampleGrids(keras.callbacks.Callback):
             images = to_uint8(self.model.sampler(inputs, training=False))
             rows, cols, scale = self.shape
             grid = make_grid(images, rows, cols, scale=scale)
-            save_png(grid, self.samples_dir / f"epoch_{number:03d}.png")
+            save_png(grid, self.samples_dir / rundir.sample_grid_name(number))
             with self.writer.as_default():
                 tf.summary.image("samples", grid[None, :, :, None], step=number)
             self.writer.flush()

@@ -33,7 +33,7 @@ from gan.errors import UsageError
 CONFIG = "config.json"  # every option, automatic choices resolved (gan.config.Config.to_json)
 HISTORY = "history.csv"  # one row of metrics per epoch
 LOSSES_PLOT = "losses.png"  # the losses of every row of HISTORY
-SAMPLES = "samples"  # samples/epoch_NNN.png: grids of G(fixed noise)
+SAMPLES = "samples"  # samples/epoch_NNN.png: grids of G(fixed noise) (sample_grid_name)
 EVALUATIONS = "eval.json"  # a record of every evaluation (gan.evaluate, --eval-every)
 CHECKPOINTS = "checkpoints"  # checkpoints/ckpt-E.*: the training state (gan.checkpoints)
 GENERATOR = "generator.keras"  # the network samples come from (with --ema, the average)
@@ -42,7 +42,16 @@ DISCRIMINATOR = "discriminator.keras"
 GENERATED = "generated"  # generated/: gan.generate's and gan.evaluate's outputs by default
 DAMAGED = "damaged"  # damaged/: files the roll-back cannot parse, moved there untouched
 LOCK_FILE = ".lock"  # the file RunLock locks; it holds the holder's pid and start time
+WALL_TIME = "wall_time.json"  # experiments.sweep: the seconds the whole run took
 PARTIAL_PREFIX = ".partial-"  # temporary files of write_atomically
+
+
+_SAMPLE_GRID = r"epoch_(\d+)\.png"
+
+
+def sample_grid_name(epoch: int) -> str:
+    """The file name, under SAMPLES, of the grid drawn after `epoch` epochs: epoch_NNN.png."""
+    return f"epoch_{epoch:03d}.png"
 
 
 class RunInUse(UsageError):
@@ -256,7 +265,7 @@ def roll_back(run_dir: str | Path, epochs_done: int) -> list[str]:
             path.rename(destination)
             notices.append(f"cannot parse {path} ({problem}); moved it untouched to {destination}")
     for grid in samples.glob("epoch_*.png") if samples.is_dir() else ():
-        number = re.fullmatch(r"epoch_(\d+)\.png", grid.name)
+        number = re.fullmatch(_SAMPLE_GRID, grid.name)
         if number and int(number[1]) > epochs_done:
             grid.unlink()
     return notices

@@ -15,7 +15,7 @@ from conftest import run_module
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from experiments import sweep
+from experiments import report, sweep
 from gan import rundir
 from gan.config import flag, shown
 from gan.errors import UsageError
@@ -170,7 +170,7 @@ def test_a_finished_run_whose_config_json_holds_widths_as_text_is_reused(tmp_pat
 def test_confidence_is_the_mean_entropy_and_the_share_of_sure_predictions():
     probabilities = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.995, 0.005, 0.0]])
     classifier = types.SimpleNamespace(predict=lambda images: (None, probabilities))
-    result = sweep.confidence(types.SimpleNamespace(classifier=classifier), np.zeros((3, 28, 28)))
+    result = report.confidence(types.SimpleNamespace(classifier=classifier), np.zeros((3, 28, 28)))
     entropy = np.log(2) / 3 - (0.995 * np.log(0.995) + 0.005 * np.log(0.005)) / 3
     assert result["mean_entropy"] == pytest.approx(entropy)
     assert result["sure"] == pytest.approx(2 / 3)  # p > 0.99: the first and the last
@@ -257,7 +257,7 @@ def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
             tmp_path / "logs" / "conditional/mnist-quick" / name / "generator.keras"
         )
         samples, labels = generate_with_labels(generator, generated["n"], seed=0)
-        expected = make_grid(class_rows(samples, labels, 10), 10, 10, scale=sweep.GRID_SCALE)
+        expected = make_grid(class_rows(samples, labels, 10), 10, 10, scale=report.GRID_SCALE)
         np.testing.assert_array_equal(np.asarray(Image.open(out / f"{name}.png")), expected)
     readme = (out / "README.md").read_text()
     assert "| label accuracy ↑ | Fréchet distance within class ↓ | target |" in readme

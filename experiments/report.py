@@ -1,0 +1,372 @@
+"""The results of an experiment (experiments.sweep): a finished run's numbers, read back from its
+run directory, and the results directory OUT a reader looks at, rebuilt from the runs every
+time:
+
+    README.md      the table, the options every run shares, the command that made it
+    results.json   every number of the table, class histograms, the evaluations per epoch
+    <run>.png      10x10 samples of each run: the first 100 of the images it was scored on;
+                   of a conditional run (--conditional) the first 10 of each class, a row
+                   per class
+    curves.png     Fréchet distance and classifier score against epoch, one line per run
+    time.png       the same against training wall time (the seconds of the epochs so far,
+                   without evaluations and checkpoints)
+
+An experiment that repeats a configuration with other seeds (Experiment.repeats) also gets
+a table of each repeated configuration's mean and standard deviation. Conditional runs are
+scored with their labels (gan.evaluation: label accuracy, Fréchet distance within each
+class), which the table shows too.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gan import rundir  # no TensorFlow: the scripts' --help stays instant
+
+if TYPE_CHECKING:
+    from experiments.sweep import Experiment
+
+GRID_SIDE, GRID_SCALE = 10, 2  # <run>.png: 10x10 samples, each pixel 2x2
+
+# The quality target (issue 7): classifier score >= 0.95 of the real images', all 10 classes
+# covered, KL(class histogram || uniform) <= 0.02 nats.
+TARGET_SCORE_RATIO, TARGET_CLASSES, TARGET_KL = 0.95, 10, 0.02
+# The quality target of a repeated configuration (issue 15), on the means over its seeds: the
+# above and a Fréchet distance <= TARGET_FD.
+TARGET_FD = 3.0
+SURE = 0.99  # a sample the classifier is sure of: its most probable class has p > SURE
+
+# Options that say where a run lives or how often it reports, not what it trains: neither
+# compared with a finished run's (experiments.sweep) nor shown.
+NOT_COMPARED = {
+    "logdir",
+    "run",
+    "sample_every",
+    "checkpoint_interval",
+    "checkpoint_every",
+    "eval_every",
+}
+# Options compared but not listed as options in the tables: those that change only how fast a
+# run trains, and the epochs, which have a column of their own.
+NOT_SHOWN = {"jit", "steps_per_call", "profile_steps", "deterministic", "strategy", "epochs"}
+
+
+def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
+    """What the results need of a finished run: its options, the last evaluation, every
+    evaluation's scores by epoch, speed and wall time."""
+    saved = rundir.read_config(run_dir)
+    evaluations = json.loads((run_dir / rundir.EVALUATIONS).read_text())
+    with open(run_dir / rundir.HISTORY, newline="") as file:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
+    trained = [sum(seconds[:epoch]) for epoch in range(len(seconds) + 1)]  # after each epoch
+    evaluated = {record["epoch"] for record in evaluations}
+    # An epoch's time includes an evaluation when one ran, and the first one compiles the
+    # step: the median of the others is the training speed, robust to bursts of other load.
+    plain = [s for epoch, s in enumerate(seconds, 1) if epoch > 1 and epoch not in evaluated]
+    timed = run_dir / rundir.WALL_TIME  # absent if the run was finished by gan.train --resume
+    wall = json.loads(timed.read_text())["seconds"] if timed.exists() else None
+    last = evaluations[-1]
+    return {
+        "run": run_dir.name,
+        "config": dataclasses.asdict(saved),
+        "epochs": saved.epochs,
+        "steps": saved.epochs * steps_per_epoch,
+        "steps_per_second": round(steps_per_epoch / statistics.median(plain or seconds), 1),
+        "wall_seconds": wall,
+        "generated": last["generated"],
+        "real": last["real"],
+        "curve": [
+            {
+                "epoch": r["epoch"],
+                "train_seconds": round(trained[r["epoch"]], 1),
+                **{k: r["generated"][k] for k in _CURVE if k in r["generated"]},
+            }
+            for r in evaluations
+        ],
+    }
+
+
+# the scores of each evaluation kept for the curves; label_accuracy: conditional runs only
+_CURVE = ("frechet_distance", "classifier_score", "classes_covered", "class_kl", "label_accuracy")
+
+
+def meets_target(
+    generated: dict, real: dict, kl_target: float = TARGET_KL, label_target: float | None = None
+) -> bool:
+    """The quality target: classifier score >= TARGET_SCORE_RATIO of the real images',
+    TARGET_CLASSES classes covered, KL <= kl_target and, for conditional samples (those with
+    a label accuracy) if label_target is set, label accuracy >= label_target."""
+    labelled = label_target is not None and "label_accuracy" in generated
+    return (
+        generated["classifier_score"] >= TARGET_SCORE_RATIO * real["classifier_score"]
+        and generated["classes_covered"] >= TARGET_CLASSES
+        and generated["class_kl"] <= kl_target
+        and (not labelled or generated["label_accuracy"] >= label_target)
+    )
+
+
+def confidence(evaluator, images) -> dict:
+    """How sure the evaluation classifier is of uint8 images (N, 28, 28): the mean entropy of
+    p(y|x) in nats ("mean_entropy") and the share of images whose most probable class has
+    p > SURE ("sure"). The classifier score is exp(H(p(y)) - mean entropy): with the classes
+    balanced, the mean entropy is what keeps it below the real images'."""
+    import numpy as np
+    from scipy.special import xlogy
+
+    _, probabilities = evaluator.classifier.predict(images)
+    entropy = -xlogy(probabilities, probabilities).sum(axis=1)
+    return {
+        "mean_entropy": float(entropy.mean()),
+        "sure": float(np.mean(probabilities.max(axis=1) > SURE)),
+    }
+
+
+def write_results(
+    out: Path, experiment: Experiment, results: dict, real: dict, grids: dict, command: str
+):
+    """Writes OUT/README.md, results.json, <run>.png (from `grids`: run name -> uint8 images)
+    and curves.png (see the module docstring)."""
+    from gan.images import make_grid, save_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, images in grids.items():
+        save_png(make_grid(images, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
+    _plot_curves(out / "curves.png", results, "epoch")
+    _plot_curves(out / "time.png", results, "train_seconds")
+    record = {"experiment": experiment.name, "command": command, "real": real, "runs": results}
+    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "README.md").write_text(format_report(experiment, results, real, command))
+
+
+def format_report(experiment: Experiment, results: dict, real: dict, command: str) -> str:
+    """The markdown of OUT/README.md."""
+    configs = [r["config"] for r in results.values()]
+    labelled = any("label_accuracy" in r["generated"] for r in results.values())
+    varying = [
+        name
+        for name in configs[0]
+        if name not in NOT_COMPARED | NOT_SHOWN and len({json.dumps(c[name]) for c in configs}) > 1
+    ]
+    header = [
+        "run",
+        *map(_flag, varying),
+        "epochs (steps)",
+        "Fréchet distance ↓",
+        "classifier score ↑ (÷ real)",
+        "classes covered",
+        "KL(classes ‖ uniform) ↓",
+        f"classifier sure (p > {SURE})",
+        *(["label accuracy ↑", "Fréchet distance within class ↓"] if labelled else []),
+        "target",
+        "steps/s",
+        "wall time",
+    ]
+    rows = [
+        [
+            name,
+            *(_value(r["config"][option]) for option in varying),
+            f"{r['epochs']} ({r['steps']:,})",
+            f"{r['generated']['frechet_distance']:.2f}",
+            f"{r['generated']['classifier_score']:.3f} "
+            f"({r['generated']['classifier_score'] / real['classifier_score']:.3f})",
+            str(r["generated"]["classes_covered"]),
+            f"{r['generated']['class_kl']:.4f}",
+            f"{100 * r['generated']['sure']:.0f} %",
+            *(_conditional_cells(r["generated"]) if labelled else []),
+            "met" if _meets(experiment, r["generated"], real) else "not met",
+            f"{r['steps_per_second']:.1f}",
+            _duration(r["wall_seconds"]),
+        ]
+        for name, r in results.items()
+    ]
+    rows.append(
+        [
+            "real images (held-out half)",
+            *[""] * len(varying),
+            "",
+            f"{real['frechet_distance']:.2f}",
+            f"{real['classifier_score']:.3f} (1.000)",
+            str(real["classes_covered"]),
+            f"{real['class_kl']:.4f}",
+            f"{100 * real['sure']:.0f} %",
+            *(_conditional_cells(real) if labelled else []),
+            "",
+            "",
+            "",
+        ]
+    )
+    shared = {
+        _flag(name): _value(value)
+        for name, value in configs[0].items()
+        if name not in NOT_COMPARED | NOT_SHOWN and name not in varying and value is not None
+    }
+    grids = [f"![{name}]({name}.png)" for name in results]
+    lines = [
+        f"# {experiment.title}",
+        "",
+        _table(header, rows),
+        "",
+        f"Every run: {', '.join(f'{k} {v}' for k, v in shared.items())}. Scores of "
+        f"{real['n']:,} samples (noise seed 0) against the real images with gan.evaluate; the "
+        f"evaluation classifier is {100 * real['classifier_accuracy']:.1f} % accurate on the "
+        f"held-out real half. Target: classifier score >= {TARGET_SCORE_RATIO} of the real "
+        f"images', {TARGET_CLASSES} classes covered, KL <= {experiment.kl_target}"
+        f"{_label_target(experiment) if labelled else ''}. Classifier sure: the "
+        f"share of samples whose most probable class has p > {SURE}. steps/s: over the median "
+        "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
+        "wall time: the whole run, compiling, evaluations and checkpoints included."
+        f"{_LABELLED_NOTE if labelled else ''}",
+        "",
+        (
+            f"Samples (row k: the first {GRID_SIDE} scored images generated for class k):"
+            if labelled
+            else "Samples (the first 100 scored images of each run):"
+        ),
+        "",
+        _table(list(results), [grids]),
+        "",
+        *_repeats_section(experiment, results, real),
+        "Scores during training, by epoch and by training wall time (the seconds of the "
+        "epochs so far, without evaluations and checkpoints):",
+        "",
+        "![curves](curves.png)",
+        "",
+        "![time](time.png)",
+        "",
+        f"Made by `{command}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_LABELLED_NOTE = (
+    " A conditional run is scored on samples of every class in turn, with their labels: label "
+    "accuracy is the share the classifier assigns to the class they were generated for (the "
+    "real images' is the classifier's accuracy), the Fréchet distance within class its mean "
+    "over the classes of samples of class c against real images of class c."
+)
+
+
+def _conditional_cells(scores: dict) -> list[str]:
+    """The label accuracy and mean Fréchet distance within class of a row ("—" for
+    unconditional samples)."""
+    if "label_accuracy" not in scores:
+        return ["—", "—"]
+    return [
+        f"{100 * scores['label_accuracy']:.1f} %",
+        f"{scores['mean_class_frechet_distance']:.2f}",
+    ]
+
+
+def _label_target(experiment: Experiment) -> str:
+    target = experiment.label_accuracy_target
+    return "" if target is None else f", label accuracy >= {100 * target:.0f} %"
+
+
+def _meets(experiment: Experiment, generated: dict, real: dict) -> bool:
+    return meets_target(generated, real, experiment.kl_target, experiment.label_accuracy_target)
+
+
+def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[str]:
+    """Lines of a table of each repeated configuration's mean ± standard deviation over its
+    seeds (none if the experiment repeats nothing), with the quality target judged on the
+    means: the classifier-score ratio, classes covered (the fewest of any seed), KL and
+    Fréchet distance."""
+    rows = []
+    for name, runs in experiment.repeats.items():
+        generated = [results[run]["generated"] for run in runs if run in results]
+        if len(generated) < 2:
+            continue
+        fd = [g["frechet_distance"] for g in generated]
+        ratio = [g["classifier_score"] / real["classifier_score"] for g in generated]
+        kl = [g["class_kl"] for g in generated]
+        classes = min(g["classes_covered"] for g in generated)
+        met = (
+            statistics.mean(ratio) >= TARGET_SCORE_RATIO
+            and classes >= TARGET_CLASSES
+            and statistics.mean(kl) <= experiment.kl_target
+            and statistics.mean(fd) <= TARGET_FD
+        )
+        rows.append(
+            [
+                name,
+                str(len(generated)),
+                _mean_sd(fd, 2),
+                _mean_sd(ratio, 3),
+                str(classes),
+                _mean_sd(kl, 4),
+                "met" if met else "not met",
+            ]
+        )
+    if not rows:
+        return []
+    header = [
+        "configuration",
+        "seeds",
+        "Fréchet distance ↓",
+        "classifier score ÷ real ↑",
+        "fewest classes covered",
+        "KL(classes ‖ uniform) ↓",
+        "quality target (on the means)",
+    ]
+    target = (
+        f"Quality target: classifier score >= {TARGET_SCORE_RATIO} of the real images', "
+        f"{TARGET_CLASSES} classes covered, KL <= {experiment.kl_target} and Fréchet distance "
+        f"<= {TARGET_FD}, on the means over the seeds."
+    )
+    return ["Mean ± standard deviation over seeds:", "", _table(header, rows), "", target, ""]
+
+
+def _mean_sd(values: list, digits: int) -> str:
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _table(header: list, rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _value(value) -> str:
+    """An option's value in a table: as the command line writes it (layer widths 256,512)."""
+    from gan.config import shown
+
+    return "—" if value is None else str(shown(value))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def _plot_curves(path: Path, results: dict, x: str) -> None:
+    """Fréchet distance and classifier score of every run against `x` ("epoch" or
+    "train_seconds")."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, result in results.items():
+        xs = [point[x] for point in result["curve"]]
+        left.plot(xs, [p["frechet_distance"] for p in result["curve"]], "o-", label=name)
+        right.plot(xs, [p["classifier_score"] for p in result["curve"]], "o-", label=name)
+    label = {"epoch": "epoch", "train_seconds": "training wall time (s)"}[x]
+    left.set(xlabel=label, ylabel="Fréchet distance (lower is better)", yscale="log")
+    right.set(xlabel=label, ylabel="classifier score (higher is better)")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
