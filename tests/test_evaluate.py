@@ -63,7 +63,7 @@ def _run_dir(tmp_path, data_dir, epochs=7):
     return run_dir
 
 
-def test_cli_scores_a_run_appends_eval_json_and_logseval_scalars(tmp_path, labelled_dir, cache_dir):
+def test_cli_scores_a_run_appends_eval_json_and_log_scalars(tmp_path, labelled_dir, cache_dir):
     run_dir = _run_dir(tmp_path, labelled_dir)
     first = run_cli("--run", run_dir, cache_dir=cache_dir)  # real data: the run's --data
     assert first.returncode == 0, first.stderr
