@@ -9,9 +9,8 @@ Fashion-MNIST images.
 Every run trains as long as `best` does and is scored with gan.evaluate every EVAL_EVERY
 epochs, on samples of every class in turn: besides the usual scores, the label accuracy and
 the Fréchet distance within each class. Each run's grid has a row per class. On MNIST the
-target also asks for a label accuracy of at least 97 % (the table gives the classifier's own
-accuracy on the held-out real digits beside it, the floor); on Fashion-MNIST the table gives the label accuracy beside the
-classifier's own accuracy on real images.
+target also asks for a label accuracy of at least 97 %; on both data sets the table gives the
+label accuracy beside the classifier's own accuracy on the held-out real images, the floor.
 """
 
 import sys

@@ -127,10 +127,17 @@ def confidence(evaluator, images) -> dict:
 
 
 def write_results(
-    out: Path, experiment: Experiment, results: dict, real: dict, grids: dict, command: str
+    out: Path,
+    experiment: Experiment,
+    results: dict,
+    real: dict,
+    grids: dict,
+    command: str,
+    untrained: list[str] = (),
 ):
     """Writes OUT/README.md, results.json, <run>.png (from `grids`: run name -> uint8 images)
-    and curves.png (see the module docstring)."""
+    and curves.png (see the module docstring). untrained: the experiment's runs that are not
+    in `results` (not trained yet), named in README.md and results.json."""
     from gan.images import make_grid, save_png
 
     out.mkdir(parents=True, exist_ok=True)
@@ -138,13 +145,21 @@ def write_results(
         save_png(make_grid(images, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
     _plot_curves(out / "curves.png", results, "epoch")
     _plot_curves(out / "time.png", results, "train_seconds")
-    record = {"experiment": experiment.name, "command": command, "real": real, "runs": results}
+    record = {
+        "experiment": experiment.name,
+        "command": command,
+        "real": real,
+        "runs": results,
+        "untrained": list(untrained),
+    }
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
-    (out / "README.md").write_text(format_report(experiment, results, real, command))
+    (out / "README.md").write_text(format_report(experiment, results, real, command, untrained))
 
 
-def format_report(experiment: Experiment, results: dict, real: dict, command: str) -> str:
-    """The markdown of OUT/README.md."""
+def format_report(
+    experiment: Experiment, results: dict, real: dict, command: str, untrained=()
+) -> str:
+    """The markdown of OUT/README.md; untrained: the runs not trained yet."""
     configs = [r["config"] for r in results.values()]
     labelled = any("label_accuracy" in r["generated"] for r in results.values())
     varying = [
@@ -222,6 +237,7 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         "wall time: the whole run, compiling, evaluations and checkpoints included."
         f"{_LABELLED_NOTE if labelled else ''}",
         "",
+        *_untrained_note(untrained, command),
         (
             f"Samples (row k: the first {GRID_SIDE} scored images generated for class k):"
             if labelled
@@ -242,6 +258,18 @@ def format_report(experiment: Experiment, results: dict, real: dict, command: st
         "",
     ]
     return "\n".join(lines)
+
+
+def _untrained_note(untrained, command: str) -> list[str]:
+    """Lines naming the runs a partial report (--partial) leaves out, and how to train them."""
+    if not untrained:
+        return []
+    rest = command.replace(" --partial", "")
+    return [
+        f"**Partial results: not trained yet: {', '.join(untrained)}.** `{rest}` trains them "
+        "and rewrites this page.",
+        "",
+    ]
 
 
 _LABELLED_NOTE = (

@@ -73,19 +73,21 @@ class Experiment:
     label_accuracy_target: float | None = None
 
 
-def main(experiment: Experiment, argv: list[str] | None = None) -> int:
+def main(experiment: Experiment, argv: list[str] | None = None, prog: str | None = None) -> int:
     """The command line of an exercise script (experiments/<experiment.name>.py). Exit status
     0; 1 if a run diverged; 2 with one line on stderr for bad input (data, labels, an existing
-    run directory that does not match or did not finish)."""
+    run directory that does not match or did not finish). prog: the command, as the results
+    record it (default: python -m experiments.MODULE)."""
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser(experiment).parse_args(argv)
+    prog = prog or f"python -m experiments.{experiment.module or experiment.name}"
+    args = _parser(experiment, prog).parse_args(argv)
     from gan.cli import native_stderr_held_back
 
     with native_stderr_held_back():  # TensorFlow's C++ start-up lines: shown only on a crash
-        return _run(experiment, args, argv)
+        return _run(experiment, args, argv, prog)
 
 
-def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> int:
+def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str], prog: str) -> int:
     from gan import safety
     from gan.errors import UsageError
     from gan.evaluation import class_rows
@@ -97,25 +99,31 @@ def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> i
     data_path = Path(args.data or experiment.data)
     try:
         configs = run_configs(experiment, args.quick, data_path, logdir)
+        if args.partial and args.only:
+            raise UsageError("--partial trains nothing and --only writes no results: give one")
         selected = _selected(args.only, configs)
         # The runs share their data: with labels if any run is conditional (the others
         # ignore them).
         conditional = any(config.conditional for config in configs.values())
         images, labels = load_data(next(iter(configs.values())).replace(conditional=conditional))
         classes = None if labels is None else int(labels.max()) + 1
-        finished = {name: _finished(configs[name], len(images), classes) for name in selected}
+        finished = {
+            name: _finished(configs[name], len(images), classes, args.partial) for name in selected
+        }
+        untrained = [name for name in selected if not finished[name]]
+        if args.partial and len(untrained) == len(selected):
+            raise UsageError(f"--partial: no run of {experiment.name} has finished yet")
         evaluator = _evaluator(experiment, args.quick, data_path, args.cache_dir)
     except UsageError as error:
-        print(f"{_prog(experiment)}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
-    for name in selected:  # with --only, several processes may train disjoint runs
-        if not finished[name]:
-            print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
-            try:
-                _train(configs[name], logdir / name, images, evaluator, labels)
-            except safety.NonFiniteLoss as error:
-                print(f"{_prog(experiment)}: {name}: {error}", file=sys.stderr)
-                return 1
+    for name in [] if args.partial else untrained:  # with --only: disjoint runs per process
+        print(f"== {experiment.name}: training {name} in {logdir / name}", flush=True)
+        try:
+            _train(configs[name], logdir / name, images, evaluator, labels)
+        except safety.NonFiniteLoss as error:
+            print(f"{prog}: {name}: {error}", file=sys.stderr)
+            return 1
     if args.only:  # a last call without --only writes the results
         print(
             f"{experiment.name}: {', '.join(selected)} finished; run again without --only to "
@@ -125,6 +133,8 @@ def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> i
 
     results, grids = {}, {}
     for name, config in configs.items():
+        if args.partial and not finished[name]:
+            continue
         run_dir = logdir / name
         results[name] = run_result(run_dir, config.steps_per_epoch(len(images)))
         # the images it was scored on, and for a conditional run their labels
@@ -140,8 +150,9 @@ def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str]) -> i
         **evaluator.real_scores(labelled=conditional),
         **confidence(evaluator, evaluator.held_out_images),
     }
-    command = shlex.join([*_prog(experiment).split(), *argv])
-    write_results(out, experiment, results, real, grids, command)
+    command = shlex.join([*prog.split(), *argv])
+    untrained = untrained if args.partial else []
+    write_results(out, experiment, results, real, grids, command, untrained)
     print((out / "README.md").read_text())
     return 0
 
@@ -168,7 +179,8 @@ def main_per_dataset(experiments: dict, module: str, argv: list[str] | None = No
         names = ",".join(experiments)
         print(f"python -m experiments.{module} [--dataset {{{names}}}] plus the options below")
     datasets = [args.dataset] if args.dataset else list(experiments)
-    return max([main(experiments[name], rest) for name in datasets])
+    prog = f"python -m experiments.{module} --dataset"
+    return max([main(experiments[name], rest, f"{prog} {name}") for name in datasets])
 
 
 def _selected(only: str | None, configs: dict) -> list[str]:
@@ -206,10 +218,12 @@ def run_configs(experiment: Experiment, quick: bool, data_path: Path, logdir: Pa
     }
 
 
-def _finished(config, image_count: int, class_count: int | None = None) -> bool:
+def _finished(
+    config, image_count: int, class_count: int | None = None, unfinished_ok: bool = False
+) -> bool:
     """Whether the run exists and is finished. Raises UsageError if it exists but does not
-    match `config` (resolved for image_count images labelled 0..class_count-1) or is
-    unfinished: it is never overwritten."""
+    match `config` (resolved for image_count images labelled 0..class_count-1) or, unless
+    unfinished_ok, is unfinished: it is never overwritten."""
     from gan.config import Config, shown
     from gan.errors import UsageError
 
@@ -231,12 +245,13 @@ def _finished(config, image_count: int, class_count: int | None = None) -> bool:
             f"{run_dir} was trained with other options: {', '.join(differing)}; remove it or "
             f"pass another --logdir"
         )
-    if not ((run_dir / rundir.GENERATOR).is_file() and (run_dir / rundir.EVALUATIONS).is_file()):
+    done = (run_dir / rundir.GENERATOR).is_file() and (run_dir / rundir.EVALUATIONS).is_file()
+    if not done and not unfinished_ok:
         raise UsageError(
             f"{run_dir} did not finish; continue it with `python -m gan.train --logdir "
             f"{config.logdir} --run {config.run} --resume`, or remove it"
         )
-    return True
+    return done
 
 
 def _compared(config_class) -> list[str]:
@@ -277,13 +292,11 @@ def _samples(run_dir: Path, count: int):
     return generate_with_labels(generator, count, seed=0)
 
 
-def _prog(experiment: Experiment) -> str:
-    return f"python -m experiments.{experiment.module or experiment.name}"
+def _parser(experiment: Experiment, prog: str) -> argparse.ArgumentParser:
+    from gan.cli import Parser
 
-
-def _parser(experiment: Experiment) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=_prog(experiment),
+    parser = Parser(
+        prog=prog,
         description=f"{experiment.title}. Trains each run (see the script), evaluates it "
         "with gan.evaluate and writes the table, sample grids and curves to OUT.",
     )
@@ -315,6 +328,13 @@ def _parser(experiment: Experiment) -> argparse.ArgumentParser:
         metavar="RUN,...",
         help="train only these runs (those not finished yet) and write no results: for "
         "training disjoint runs in several processes; a last call without --only writes them",
+    )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="train nothing: write the results of the runs finished so far, naming the others "
+        "as not trained yet (for an experiment too long for one sitting; a later call without "
+        "--partial trains the rest and rewrites the results)",
     )
     parser.add_argument(
         "--cache-dir",

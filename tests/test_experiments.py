@@ -130,10 +130,29 @@ def test_only_trains_the_named_runs_and_a_last_call_writes_the_results(
     assert "run again without --only" in capsys.readouterr().out
     assert _quick(experiment, tmp_path, data_dir, cache_dir, "--only", "c") == 2
     assert "--only: no run c in this experiment; its runs are a, b" in capsys.readouterr().err
+    # --partial: the results of b alone, naming a; nothing trained
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--partial", "--only", "a") == 2
+    assert "--partial trains nothing and --only writes no results" in capsys.readouterr().err
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--partial") == 0
+    assert "== tiny: training" not in capsys.readouterr().out
+    assert [p.name for p in runs.iterdir()] == ["b"]
+    partial = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(partial["runs"]) == ["b"] and partial["untrained"] == ["a"]
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "**Partial results: not trained yet: a.**" in readme and "| a |" not in readme
     assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
     output = capsys.readouterr().out
     assert "training a" in output and "training b" not in output
-    assert (tmp_path / "out" / "results.json").exists()
+    complete = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(complete["runs"]) == ["a", "b"] and complete["untrained"] == []
+    assert "Partial results" not in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_partial_results_need_a_finished_run(tmp_path, data_dir, cache_dir, capsys):
+    experiment = sweep.Experiment(name="tiny", title="Tiny", runs={"a": {}})
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--partial") == 2
+    assert capsys.readouterr().err.endswith("--partial: no run of tiny has finished yet\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
