@@ -1,4 +1,5 @@
-"""`gan.generate`: the sampling function, loading generators and checkpoints, and the CLI."""
+"""`python -m gan.generate`: its outputs (.npz, PNG grids, labels), where they go, and one-line
+errors for bad input (the library under it: tests/test_sampling.py)."""
 
 from __future__ import annotations
 
@@ -10,84 +11,15 @@ import sys
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module
+from conftest import PROJECT_ROOT, assert_usage_error, run_module
+from generators import CLASSES, conditional_generator, make_generator, save_checkpoint
 from PIL import Image
 
-from gan import data, generate, sampling
-from gan.checkpoints import Checkpoints, fingerprint
-from gan.config import Config
-from gan.errors import UsageError
-from gan.gan import build_gan
-from gan.models import GENERATOR_EMBEDDING, build_generator, generator_for
-from gan.train import train
-
-NOISE_DIM = 16
+from gan import generate, sampling
 
 
 def run_cli(*args, cwd=PROJECT_ROOT):
     return run_module("gan.generate", *args, cwd=cwd)
-
-
-def _generator(seed=1):
-    keras.utils.set_random_seed(seed)
-    return build_generator("mlp", NOISE_DIM)
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    """A finished run as gan.train leaves it: config.json and generator.keras."""
-    directory = tmp_path / "logs" / "r"
-    directory.mkdir(parents=True)
-    config = Config(epochs=5, noise_dim=NOISE_DIM, run="r")
-    (directory / "config.json").write_text(config.to_json())
-    _generator().save(directory / "generator.keras")
-    return directory
-
-
-def _save_checkpoint(run_dir, generator, epoch):
-    """What training writes (gan.checkpoints): the whole training state after `epoch` epochs,
-    here of a GAN whose generator has `generator`'s weights."""
-    model = build_gan(Config(noise_dim=NOISE_DIM, jit=False))
-    model.generator.set_weights(generator.get_weights())
-    saver = Checkpoints(
-        model, run_dir / "checkpoints", fingerprint(np.zeros((1, 28, 28), np.uint8))
-    )
-    saver.save(epoch)
-
-
-def _constant_generator(value):
-    """noise (B, 4) -> every pixel `value`."""
-    return keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(784, kernel_initializer="zeros", bias_initializer="zeros"),
-            keras.layers.Lambda(lambda x: x * 0 + value),
-            keras.layers.Reshape((28, 28, 1)),
-        ]
-    )
-
-
-def test_memory_check_refuses_what_cannot_fit_and_passes_the_usual_sizes():
-    sampling.check_memory(10000, 128, 604 * 604)
-    with pytest.raises(UsageError, match=r"^10000000000000 images need about"):
-        sampling.check_memory(10**13, 128)
-
-
-@pytest.mark.parametrize("value, pixel", [(-1.0, 0), (0.0, 128), (1.0, 255), (3.0, 255)])
-def test_images_are_uint8_n_by_28_by_28_scaled_from_tanh_range(value, pixel):
-    images = sampling.generate(_constant_generator(value), 5)
-    assert images.dtype == np.uint8 and images.shape == (5, 28, 28)
-    assert (images == pixel).all()
-
-
-def test_same_seed_same_images_and_the_first_k_do_not_depend_on_n():
-    generator = _generator()
-    images = sampling.generate(generator, 30, seed=4, batch_size=7)  # 5 batches, last short
-    np.testing.assert_array_equal(sampling.generate(generator, 30, seed=4), images)
-    np.testing.assert_array_equal(sampling.generate(generator, 12, seed=4), images[:12])
-    assert not np.array_equal(sampling.generate(generator, 30, seed=5), images)
-    assert images.min() < 100 and images.max() > 150  # an untrained net still spans pixels
 
 
 def test_npz_from_the_cli_is_what_generate_returns(tmp_path, run_dir):
@@ -97,7 +29,7 @@ def test_npz_from_the_cli_is_what_generate_returns(tmp_path, run_dir):
         assert archive.files == ["images"]
         images = archive["images"]
     assert images.dtype == np.uint8 and images.shape == (40, 28, 28)
-    np.testing.assert_array_equal(images, sampling.generate(_generator(), 40, seed=2))
+    np.testing.assert_array_equal(images, sampling.generate(make_generator(), 40, seed=2))
 
 
 def test_png_grid_from_a_bare_generator_file(tmp_path, run_dir):
@@ -109,7 +41,7 @@ def test_png_grid_from_a_bare_generator_file(tmp_path, run_dir):
     picture = np.asarray(Image.open(png))
     assert picture.dtype == np.uint8
     assert picture.shape == ((3 * 30 + 2) * 2, (4 * 30 + 2) * 2)  # 28 px + 2 px pad, scale 2
-    first = sampling.generate(_generator(), 1)[0]
+    first = sampling.generate(make_generator(), 1)[0]
     np.testing.assert_array_equal(picture[4:60:2, 4:60:2], first)  # top-left cell, unscaled
 
 
@@ -139,83 +71,15 @@ def test_outputs_without_a_file_go_to_the_run_directory_numbered_and_stderr_stay
     ]
 
 
-def test_checkpoint_by_epoch_and_latest(run_dir):
-    trained_more = [_generator(seed) for seed in (7, 8)]
-    for epoch, generator in zip((2, 4), trained_more, strict=True):
-        _save_checkpoint(run_dir, generator, epoch)
-    for choice, expected, epoch in [("2", trained_more[0], 2), ("latest", trained_more[1], 4)]:
-        source = sampling.GeneratorSource.resolve(run=run_dir, checkpoint=choice)
-        assert source.epoch == epoch and source.checkpoint
-        np.testing.assert_array_equal(
-            sampling.generate(source.load(), 10), sampling.generate(expected, 10)
-        )
-    by_path = sampling.GeneratorSource.resolve(
-        run=run_dir, checkpoint=str(run_dir / "checkpoints" / "ckpt-2")
-    )
-    assert by_path.epoch == 2
-    final = sampling.GeneratorSource.resolve(run=run_dir)
-    assert final.epoch == 5 and not final.checkpoint  # generator.keras: the config's epochs
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},
-        {"arch": "mlp-bn", "g_hidden": (32, 64)},
-        {"arch": "mlp-bn", "ema": 0.5},
-        {"arch": "dcgan", "ema": 0.5, "conditional": True},
-    ],
-    ids=["mlp", "mlp-bn-widths", "mlp-bn-ema", "dcgan-ema-conditional"],
-)
-def test_checkpoints_of_a_real_training_run(tmp_path, options):
-    """The checkpoint's generator is built from the run's config (--arch, --g-hidden,
-    --conditional) and restored with its BatchNorm moving statistics, which sampling
-    (inference mode) uses; with --ema, generator.keras and the checkpoints' samples are the
-    generator's average."""
-    images = make_images(64)
-    config = Config(epochs=2, batch_size=32, noise_dim=NOISE_DIM, jit=False, **options)
-    train(config, tmp_path / "run", images, labels=np.arange(64) % 10)
-    final = sampling.GeneratorSource.resolve(run=tmp_path / "run")
-    last = sampling.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="latest")
-    assert last.epoch == 2 and last.path.name == "ckpt-2"
-    expected = sampling.generate(final.load(), 20)
-    np.testing.assert_array_equal(sampling.generate(last.load(), 20), expected)
-    before_training = sampling.GeneratorSource.resolve(run=tmp_path / "run", checkpoint="0")
-    assert not np.array_equal(sampling.generate(before_training.load(), 20), expected)
-    raw = tmp_path / "run" / "generator_raw.keras"
-    assert raw.exists() == ("ema" in options)
-    if raw.exists():  # the average is not the trained generator
-        trained = sampling.GeneratorSource.resolve(generator=raw).load()
-        assert not np.array_equal(sampling.generate(trained, 20), expected)
-
-
 def test_checkpoint_cli(tmp_path, run_dir):
-    _save_checkpoint(run_dir, _generator(seed=7), 3)
+    save_checkpoint(run_dir, make_generator(seed=7), 3)
     result = run_cli("--run", run_dir, "--checkpoint", 3, "--n", 6, "--out", tmp_path / "c.npz")
     assert result.returncode == 0, result.stderr
     assert "ckpt-3 (epoch 3)" in result.stdout
     with np.load(tmp_path / "c.npz") as archive:
-        np.testing.assert_array_equal(archive["images"], sampling.generate(_generator(seed=7), 6))
-
-
-def test_checkpoint_errors_name_what_exists(run_dir):
-    with pytest.raises(UsageError, match="no checkpoints in"):
-        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
-    _save_checkpoint(run_dir, _generator(), 2)
-    with pytest.raises(UsageError, match=r"no checkpoint .*ckpt-9 \(saved: ckpt-2\)"):
-        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="9")
-    # A checkpoint without a `generator`, or of other networks, is refused, not half-loaded.
-    tf.train.CheckpointManager(
-        tf.train.Checkpoint(model=_generator()), run_dir / "checkpoints", max_to_keep=None
-    ).save(checkpoint_number=6)
-    with pytest.raises(UsageError, match="holds no `generator`"):
-        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="6").load()
-    config = Config.from_json((run_dir / "config.json").read_text())
-    (run_dir / "config.json").write_text(config.replace(noise_dim=8).to_json())
-    with pytest.raises(
-        UsageError, match="cannot restore the generator of --arch mlp --noise-dim 8"
-    ):
-        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
+        np.testing.assert_array_equal(
+            archive["images"], sampling.generate(make_generator(seed=7), 6)
+        )
 
 
 @pytest.mark.parametrize(
@@ -251,63 +115,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_dir, args, message):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]  # nothing written
 
 
-def test_latest_skips_a_damaged_checkpoint_with_a_warning(run_dir, capsys):
-    _save_checkpoint(run_dir, _generator(seed=2), 2)
-    _save_checkpoint(run_dir, _generator(seed=3), 3)
-    (data_file,) = (run_dir / "checkpoints").glob("ckpt-3.data-*")
-    data_file.write_bytes(data_file.read_bytes()[:-100])
-    source = sampling.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
-    assert source.path.name == "ckpt-2" and source.epoch == 2
-    warning = capsys.readouterr().err
-    assert warning.startswith("warning: cannot read checkpoint ckpt-3 (")
-    assert warning.endswith("falling back to ckpt-2\n")
-    for prefix in (run_dir / "checkpoints").glob("ckpt-2.*"):
-        prefix.unlink()
-    with pytest.raises(UsageError, match=r"latest: no checkpoint in .* can be read: ckpt-3 \("):
-        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="latest")
-
-
-def test_corrupt_checkpoint_and_config_are_clear_errors(run_dir):
-    _save_checkpoint(run_dir, _generator(), 2)
-    data_file = next((run_dir / "checkpoints").glob("ckpt-2.data-*"))
-    data_file.write_bytes(data_file.read_bytes()[:100])
-    with pytest.raises(UsageError, match=r"ckpt-2: cannot restore the generator .* \(Read less"):
-        sampling.GeneratorSource.resolve(run=run_dir, checkpoint="2").load()
-    (run_dir / "config.json").write_text("{not json")
-    with pytest.raises(UsageError, match="cannot use .*config.json: "):
-        sampling.GeneratorSource.resolve(run=run_dir)
-
-
-def test_a_run_without_generator_keras_points_to_checkpoints(run_dir):
-    (run_dir / "generator.keras").unlink()
-    with pytest.raises(UsageError, match="--checkpoint latest"):
-        sampling.GeneratorSource.resolve(run=run_dir)
-
-
 # --- conditional runs: --label -------------------------------------------------------------
-
-CLASSES = 10
-
-
-def _conditional_generator(seed=1):
-    keras.utils.set_random_seed(seed)
-    config = Config(conditional=True, noise_dim=NOISE_DIM).resolved(1000, False, CLASSES)
-    generator = generator_for(config)
-    # A label embedding that matters as much as the noise (it starts near 0).
-    embedding = generator.get_layer(GENERATOR_EMBEDDING)
-    embedding.kernel.assign(np.random.default_rng(seed).standard_normal((CLASSES, 50)))
-    return generator
-
-
-@pytest.fixture
-def conditional_run_dir(tmp_path):
-    """A finished conditional run as gan.train leaves it: config.json and generator.keras."""
-    directory = tmp_path / "logs" / "c"
-    directory.mkdir(parents=True)
-    config = Config(epochs=5, noise_dim=NOISE_DIM, run="c", conditional=True, num_classes=10)
-    (directory / "config.json").write_text(config.to_json())
-    _conditional_generator().save(directory / "generator.keras")
-    return directory
 
 
 def test_labels_parse_as_a_class_a_range_or_a_comma_list():
@@ -320,35 +128,10 @@ def test_labels_parse_as_a_class_a_range_or_a_comma_list():
             generate.parse_labels(text)
 
 
-def test_label_sequences_repeat_the_classes_given_and_default_to_every_class_in_turn():
-    np.testing.assert_array_equal(sampling.label_sequence(None, 23, 10), np.arange(23) % 10)
-    np.testing.assert_array_equal(sampling.label_sequence(7, 4, 10), [7, 7, 7, 7])
-    np.testing.assert_array_equal(sampling.label_sequence((1, 3, 5), 7, 10), [1, 3, 5, 1, 3, 5, 1])
-    assert sampling.label_sequence(None, 5, 3).dtype == np.uint8
-    with pytest.raises(UsageError, match=r"class 10, 12 is not one of the generator's 10 classes"):
-        sampling.label_sequence((1, 10, 12), 5, 10)
-
-
-def test_a_conditional_generator_draws_the_classes_asked_for():
-    generator = _conditional_generator()
-    noise = np.random.default_rng(3).standard_normal((20, NOISE_DIM), dtype=np.float32)
-    sevens = sampling.generate(generator, 20, seed=3, batch_size=7, labels=7)
-    expected = generator([noise, np.full(20, 7, np.int32)], training=False)
-    np.testing.assert_array_equal(sevens, data.to_uint8(expected))
-    images, labels = sampling.generate_with_labels(generator, 20, seed=3)
-    np.testing.assert_array_equal(labels, np.arange(20) % 10)  # every class in turn
-    np.testing.assert_array_equal(images[7::10], sevens[7::10])  # same noise, class 7
-    assert not np.array_equal(images[6], sevens[6])  # same noise, class 6 instead of 7
-    np.testing.assert_array_equal(sampling.generate(generator, 12, seed=3), images[:12])
-    assert sampling.generate_with_labels(_generator(), 3)[1] is None
-    with pytest.raises(UsageError, match="the generator is not conditional"):
-        sampling.generate(_generator(), 3, labels=2)
-
-
 def test_cli_writes_the_labels_beside_the_images_of_a_conditional_run(
     tmp_path, conditional_run_dir
 ):
-    generator = _conditional_generator()
+    generator = conditional_generator()
     sevens = run_cli(
         "--run",
         conditional_run_dir,
