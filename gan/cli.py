@@ -87,6 +87,17 @@ def whole_number(minimum: int):
     return parse
 
 
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def data_source(dataset: str, data: str | None, source: str | None, use: str) -> str | None:
     """The --source to record for a run or an evaluation: None with --data (its files are the
     images), `source` if given, else gan.data.available_source(dataset). When that is the
@@ -182,6 +193,13 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         type=whole_number(0),
         default=0,
         help="seed of the noise: same seed, same images (default: 0)",
+    )
+    parser.add_argument(
+        "--truncation",
+        type=positive_number,
+        metavar="T",
+        help="draw the noise from N(0, 1) truncated to [-T, T] (the truncation trick: more "
+        "typical images, less variety; off by default, as in training)",
     )
 
 

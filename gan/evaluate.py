@@ -80,7 +80,9 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
     if generator is not None:  # a conditional one's samples: every class in turn
         count = args.n or evaluator.held_out_count
-        samples, labels = generate_with_labels(generator, count, args.seed)
+        samples, labels = generate_with_labels(
+            generator, count, args.seed, truncation=args.truncation
+        )
     try:
         result = evaluator.evaluate(samples, labels)
     except UsageError as error:  # labels the classifier does not have
@@ -101,6 +103,7 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             "samples": str(source.path) if source else args.samples,
             "epoch": source.epoch if source else None,
             "seed": args.seed if source else None,
+            "truncation": args.truncation if source else None,
             **result,
         }
         rundir.append_record(json_path, record)
@@ -123,8 +126,11 @@ def _check_sources(args) -> tuple[GeneratorSource | None, np.ndarray | None, np.
         return GeneratorSource.resolve(args.run, args.generator, args.checkpoint), None, None
     if args.run or args.generator or args.checkpoint:
         raise UsageError("give --samples or a generator (--run / --generator), not both")
-    if args.n is not None:
-        raise UsageError("--n is the number of images to generate; --samples scores them all")
+    if args.n is not None or args.truncation is not None:
+        flag = "--n" if args.n is not None else "--truncation"
+        raise UsageError(
+            f"{flag} is for generating images; --samples scores the file's as they are"
+        )
     if not Path(args.samples).is_file():
         raise UsageError(f"--samples {args.samples}: no such file")
     samples = data.load_path(args.samples)

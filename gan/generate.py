@@ -98,7 +98,7 @@ def _main(args: argparse.Namespace) -> int:
 
     from gan.images import make_grid, save_png
 
-    images = generate(generator, count, args.seed, labels=labels)
+    images = generate(generator, count, args.seed, labels=labels, truncation=args.truncation)
     if out:
         arrays = {"images": images[: args.n]}
         if labels is not None:

@@ -140,18 +140,31 @@ class GeneratorSource:
         return str(self.path) + (f" (epoch {self.epoch})" if self.epoch else "")
 
 
-def generate(generator, n: int, seed: int = 0, batch_size: int = 1000, labels=None) -> np.ndarray:
+def generate(
+    generator,
+    n: int,
+    seed: int = 0,
+    batch_size: int = 1000,
+    labels=None,
+    truncation: float | None = None,
+) -> np.ndarray:
     """n images from `generator`: uint8 (n, 28, 28), 0-255. The noise is the first n rows of
-    numpy.random.default_rng(seed).standard_normal, so a seed gives the same images every time
-    and the first k images do not depend on n. labels (conditional generators only): a
-    class, or classes that image i takes in turn (see label_sequence); None: every class in
-    turn. Raises UsageError for labels an unconditional generator is given, or outside its
-    classes."""
-    return generate_with_labels(generator, n, seed, labels, batch_size)[0]
+    numpy.random.default_rng(seed).standard_normal (see noise()), so a seed gives the same
+    images every time and the first k images do not depend on n. labels (conditional
+    generators only): a class, or classes that image i takes in turn (see label_sequence);
+    None: every class in turn. truncation: draw the noise from N(0, 1) truncated to
+    [-truncation, truncation] (the truncation trick: typical images, less variety). Raises
+    UsageError for labels an unconditional generator is given, or outside its classes."""
+    return generate_with_labels(generator, n, seed, labels, batch_size, truncation)[0]
 
 
 def generate_with_labels(
-    generator, n: int, seed: int = 0, labels=None, batch_size: int = 1000
+    generator,
+    n: int,
+    seed: int = 0,
+    labels=None,
+    batch_size: int = 1000,
+    truncation: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """generate(), and the labels the images were generated for: uint8 (n,), None for an
     unconditional generator."""
@@ -161,7 +174,7 @@ def generate_with_labels(
     noise_dim, num_classes = generator_inputs(generator)
     if num_classes is None and labels is not None:
         raise UsageError("the generator is not conditional: it takes no labels")
-    noise = np.random.default_rng(seed).standard_normal((n, noise_dim), dtype=np.float32)
+    noise = draw_noise(n, noise_dim, seed, truncation)
     classes = None if num_classes is None else label_sequence(labels, n, num_classes)
     batches = []
     for start in range(0, n, batch_size):
@@ -170,6 +183,23 @@ def generate_with_labels(
         images = generator(with_labels(noise[rows], batch_labels), training=False)
         batches.append(to_uint8(images))
     return np.concatenate(batches), classes
+
+
+def draw_noise(n: int, noise_dim: int, seed: int, truncation: float | None = None) -> np.ndarray:
+    """float32 (n, noise_dim): z ~ N(0, I) from numpy.random.default_rng(seed), row by row, so
+    the first k rows do not depend on n. truncation: each entry from N(0, 1) restricted to
+    [-truncation, truncation], by the inverse CDF of uniform draws (also row by row)."""
+    rng = np.random.default_rng(seed)
+    if truncation is None:
+        return rng.standard_normal((n, noise_dim), dtype=np.float32)
+    if not truncation > 0:
+        raise UsageError(f"truncation must be > 0, got {truncation}")
+    from scipy.special import ndtr, ndtri
+
+    low = ndtr(-truncation)  # the standard normal's CDF at -truncation
+    uniform = rng.random((n, noise_dim))
+    noise = ndtri(low + uniform * (1 - 2 * low)).astype(np.float32)
+    return np.clip(noise, -truncation, truncation)  # float32 rounding at the bounds
 
 
 def label_sequence(labels, n: int, num_classes: int) -> np.ndarray:

@@ -70,7 +70,10 @@ def test_cli_scores_a_run_appends_eval_json_and_log_scalars(tmp_path, labelled_d
     assert first.stderr == ""  # TensorFlow's start-up lines are held back
     assert "| real (held-out half of the real images) | 150 |" in first.stdout
     assert "generator.keras (epoch 7) | 150 |" in first.stdout
-    second = run_cli("--run", run_dir, "--n", 40, "--seed", 3, "--class-grid", cache_dir=cache_dir)
+    second = run_cli(
+        *("--run", run_dir, "--n", 40, "--seed", 3, "--truncation", 0.5, "--class-grid"),
+        cache_dir=cache_dir,
+    )
     assert second.returncode == 0, second.stderr
     assert "loaded from" in second.stdout  # the classifier was cached by the first run
     assert [p.name for p in (run_dir / "generated").iterdir()] == ["class-grid-epoch7-seed3.png"]
@@ -78,6 +81,7 @@ def test_cli_scores_a_run_appends_eval_json_and_log_scalars(tmp_path, labelled_d
     records = json.loads((run_dir / "eval.json").read_text())
     assert [r["generated"]["n"] for r in records] == [150, 40]  # appended, nothing lost
     assert [r["seed"] for r in records] == [0, 3] and records[0]["epoch"] == 7
+    assert [r["truncation"] for r in records] == [None, 0.5]
     assert records[0]["real"] == records[1]["real"]
     assert records[0]["real_data"]["data"] == str(labelled_dir)
     assert records[0]["samples"] == str(run_dir / "generator.keras")
@@ -135,7 +139,10 @@ def test_a_full_disk_while_writing_is_one_line_exit_1_and_eval_json_stays_as_it_
         (["--samples", "missing.npz"], "--samples missing.npz: no such file"),
         ([], "give exactly one of --run RUN_DIR and --generator FILE.keras"),
         (["--run", "nowhere"], "not a run directory"),
-        (["--samples", "s.npz", "--n", "5"], "--samples scores them all"),
+        (["--samples", "s.npz", "--n", "5"], "--n is for generating images; --samples scores"),
+        (["--samples", "s.npz", "--truncation", "1"], "--truncation is for generating images"),
+        (["--run", "r", "--truncation", "0"], "must be a finite number > 0, got 0"),
+        (["--run", "r", "--truncation", "inf"], "must be a finite number > 0, got inf"),
         (["--samples", "s.npz", "--data", "UNLABELLED"], "no label file"),
         (["--samples", "s.npz", "--n", "1"], "must be >= 2"),
         (["--samples", "s.npz", "--dataset", "cifar"], "invalid choice"),
@@ -330,3 +337,27 @@ def test_classifier_seeds_experiment_scores_one_sample_set_under_each_seed(
     accuracies = [float(row.split(" | ")[1]) for row in rows[1:3]]
     assert all(a >= 0.9 for a in accuracies)  # two real classifiers, each trained
     assert rows[1] != rows[2]  # ... with its own seed
+
+
+def test_truncation_experiment_scores_each_run_at_each_bound(tmp_path, labelled_dir, cache_dir):
+    run_dir = _run_dir(tmp_path, labelled_dir)
+    out = tmp_path / "truncation.md"
+    result = run_cli(
+        *("--runs", run_dir, "--truncations", "none", 0.5, "--out", out),
+        cache_dir=cache_dir,
+        module="experiments.truncation",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    assert [row[1] for row in rows[2:]] == ["none", "0.5", ""]  # the last row: the real floor
+    # The untruncated row is what gan.evaluate --run reports for the same generator.
+    scored = run_cli("--run", run_dir, "--json", tmp_path / "e.json", cache_dir=cache_dir)
+    assert scored.returncode == 0, scored.stderr
+    record = json.loads((tmp_path / "e.json").read_text())[-1]
+    assert rows[2][2] == f"{record['generated']['frechet_distance']:.2f}"
+    assert rows[3][2] != rows[2][2]  # truncated noise, other images
+    bad = run_cli(
+        "--runs", tmp_path / "nowhere", cache_dir=cache_dir, module="experiments.truncation"
+    )
+    assert_usage_error(bad, "is not a run directory")

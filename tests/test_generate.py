@@ -88,6 +88,7 @@ def test_checkpoint_cli(tmp_path, run_dir):
         ([], "give exactly one of --run RUN_DIR and --generator FILE.keras"),
         (["--run", "RUN", "--generator", "RUN/generator.keras"], "give exactly one of"),
         (["--run", "RUN"], "nothing to write: give --out [FILE.npz] and/or --png [FILE.png]"),
+        (["--run", "RUN", "--png", "--truncation", "-1"], "--truncation: must be a finite number"),
         (["--generator", "RUN/generator.keras", "--png"], "--png needs a file name (--png FILE"),
         (["--run", "RUN", "--out", "x.npy"], "--out x.npy: the file name must end in .npz"),
         (["--run", "RUN", "--png", "no/dir/g.png"], "no directory no/dir"),

@@ -169,3 +169,26 @@ def test_a_conditional_generator_draws_the_classes_asked_for():
     assert sampling.generate_with_labels(make_generator(), 3)[1] is None
     with pytest.raises(UsageError, match="the generator is not conditional"):
         sampling.generate(make_generator(), 3, labels=2)
+
+
+def test_truncated_noise_stays_within_its_bound_and_keeps_the_seeds_promises():
+    plain = np.random.default_rng(3).standard_normal((50, 8), dtype=np.float32)
+    np.testing.assert_array_equal(sampling.draw_noise(50, 8, seed=3), plain)  # as it always was
+    noise = sampling.draw_noise(2000, 8, seed=3, truncation=1.0)
+    assert noise.dtype == np.float32 and np.abs(noise).max() <= 1.0
+    np.testing.assert_array_equal(sampling.draw_noise(10, 8, seed=3, truncation=1.0), noise[:10])
+    assert not np.array_equal(sampling.draw_noise(10, 8, seed=4, truncation=1.0), noise[:10])
+    # N(0, 1) truncated to [-1, 1]: mean 0, variance 1 - 2 phi(1) / (2 Phi(1) - 1) = 0.2911
+    assert abs(noise.mean()) < 0.02 and abs(noise.var() - 0.2911) < 0.01
+    wide = sampling.draw_noise(2000, 8, seed=3, truncation=40.0)  # as good as untruncated
+    assert abs(wide.var() - 1.0) < 0.05
+    with pytest.raises(UsageError, match="truncation must be > 0"):
+        sampling.draw_noise(1, 8, seed=0, truncation=0.0)
+
+
+def test_generate_with_truncation_feeds_the_truncated_noise():
+    generator = make_generator()
+    images = sampling.generate(generator, 6, seed=2, batch_size=4, truncation=0.5)
+    noise = sampling.draw_noise(6, NOISE_DIM, seed=2, truncation=0.5)
+    np.testing.assert_array_equal(images, data.to_uint8(generator(noise, training=False)))
+    assert not np.array_equal(images, sampling.generate(generator, 6, seed=2))

@@ -1,0 +1,125 @@
+"""What the truncation trick buys and costs: trained generators scored with noise drawn from
+N(0, 1) truncated to [-T, T] (gan.generate / gan.evaluate --truncation T), for several T.
+
+    python -m experiments.truncation --out experiments/results/truncation.md
+
+By default the three seeds of the quality experiment's `best` preset on MNIST
+(logs/experiments/quality/mnist/best, best-seed1, best-seed2: `python -m experiments.quality
+--dataset mnist` trains them). Each run's generator is scored like gan.evaluate --run does
+(noise seed 0, as many samples as the held-out real images, against all of the run's real
+images), once per T; "none" is the untruncated noise training used. Besides the scores the
+table gives the classifier's mean entropy on the samples, what keeps their classifier score
+below the real images' when the classes are balanced.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from experiments.report import confidence
+from experiments.timing import from_project_root, report
+
+RUNS = [f"logs/experiments/quality/mnist/{name}" for name in ("best", "best-seed1", "best-seed2")]
+TRUNCATIONS = [None, 2.0, 1.5, 1.0, 0.5]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    from gan.cli import native_stderr_held_back
+    from gan.errors import UsageError
+
+    with native_stderr_held_back():
+        try:
+            rows, real = _score(args.runs, args.truncations, args.cache_dir)
+        except UsageError as error:
+            print(f"python -m experiments.truncation: error: {error}", file=sys.stderr)
+            return 2
+    command = shlex.join(["python", "-m", "experiments.truncation", *argv])
+    report(_table(rows, real, command), args.out)
+    return 0
+
+
+def _score(runs: list[str], truncations: list, cache_dir) -> tuple[list, dict]:
+    """Rows (run, T, generated scores + confidence) and the real floor of the first run's data
+    set (every run must have the same one)."""
+    from gan.errors import UsageError
+    from gan.evaluation import Evaluator
+    from gan.rundir import read_config
+    from gan.sampling import GeneratorSource, generate
+
+    rows, evaluators, real = [], {}, None
+    for run in runs:
+        config = read_config(run)
+        key = (config.dataset, config.data, config.source)
+        if evaluators and key not in evaluators:
+            raise UsageError(f"{run} trained on other images than {runs[0]}: score them apart")
+        if key not in evaluators:
+            evaluators[key] = Evaluator.for_dataset(*key[:2], source=key[2], cache_dir=cache_dir)
+        evaluator = evaluators[key]
+        generator = GeneratorSource.resolve(run=run).load()
+        for truncation in truncations:
+            images = generate(generator, evaluator.held_out_count, 0, truncation=truncation)
+            generated = evaluator.score(images)
+            rows.append((run, truncation, {**generated, **confidence(evaluator, images)}))
+        real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
+    return rows, real
+
+
+def _table(rows: list, real: dict, command: str) -> str:
+    lines = [
+        "# The truncation trick",
+        "",
+        f"`{command}`",
+        "",
+        "| run | T | Fréchet distance ↓ | classifier score (÷ real) ↑ | classes covered "
+        "| KL(classes ‖ uniform) ↓ | mean entropy (nats) | classifier sure (p > 0.99) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    named = [(from_project_root(run), "none" if t is None else t, g) for run, t, g in rows]
+    for run, truncation, g in [*named, ("real images (held-out half)", "", real)]:
+        ratio = g["classifier_score"] / real["classifier_score"]
+        lines.append(
+            f"| {run} | {truncation} "
+            f"| {g['frechet_distance']:.2f} | {g['classifier_score']:.3f} ({ratio:.3f}) "
+            f"| {g['classes_covered']} | {g['class_kl']:.4f} | {g['mean_entropy']:.3f} "
+            f"| {100 * g['sure']:.0f} % |"
+        )
+    lines += [
+        "",
+        f"{real['n']:,} samples per row (noise seed 0), scored with gan.evaluate's protocol "
+        "against the held-out real images (the last row). T: the noise is N(0, 1) truncated "
+        "to [-T, T]; none: untruncated, as in training.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _parser():
+    from gan.cli import Parser, positive_number
+
+    parser = Parser(prog="python -m experiments.truncation", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=RUNS,
+        metavar="RUN_DIR",
+        help="run directories whose generators are scored (default: the quality "
+        "experiment's three seeds of best on MNIST)",
+    )
+    parser.add_argument(
+        "--truncations",
+        nargs="+",
+        type=lambda text: None if text == "none" else positive_number(text),
+        default=TRUNCATIONS,
+        metavar="T",
+        help="the bounds T to score, 'none' for untruncated noise (default: none 2 1.5 1 0.5)",
+    )
+    parser.add_argument("--cache-dir", help="classifier cache (default: gan.classifier's)")
+    parser.add_argument("--out", help="also write the markdown table to this file")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
