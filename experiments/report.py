@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gan import rundir  # no TensorFlow: the scripts' --help stays instant
+from gan.config import flag
 
 if TYPE_CHECKING:
     from experiments.sweep import Experiment
@@ -60,7 +61,7 @@ def run_result(run_dir: Path, steps_per_epoch: int) -> dict:
     """What the results need of a finished run: its options, the last evaluation, every
     evaluation's scores by epoch, speed and wall time."""
     saved = rundir.read_config(run_dir)
-    evaluations = json.loads((run_dir / rundir.EVALUATIONS).read_text())
+    evaluations = rundir.read_records(run_dir / rundir.EVALUATIONS)
     with open(run_dir / rundir.HISTORY, newline="") as file:
         seconds = [float(row["seconds"]) for row in csv.DictReader(file)]
     trained = [sum(seconds[:epoch]) for epoch in range(len(seconds) + 1)]  # after each epoch
@@ -133,11 +134,13 @@ def write_results(
     real: dict,
     grids: dict,
     command: str,
-    untrained: list[str] = (),
+    untrained: dict | None = None,
 ):
     """Writes OUT/README.md, results.json, <run>.png (from `grids`: run name -> uint8 images)
     and curves.png (see the module docstring). untrained: the experiment's runs that are not
-    in `results` (not trained yet), named in README.md and results.json."""
+    in `results` (not trained yet), named in README.md and results.json: name -> the command
+    that resumes it if it was stopped, else None."""
+    untrained = untrained or {}
     from gan.images import make_grid, save_png
 
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,7 @@ def write_results(
 
 
 def format_report(
-    experiment: Experiment, results: dict, real: dict, command: str, untrained=()
+    experiment: Experiment, results: dict, real: dict, command: str, untrained=None
 ) -> str:
     """The markdown of OUT/README.md; untrained: the runs not trained yet."""
     configs = [r["config"] for r in results.values()]
@@ -169,7 +172,7 @@ def format_report(
     ]
     header = [
         "run",
-        *map(_flag, varying),
+        *map(flag, varying),
         "epochs (steps)",
         "Fréchet distance ↓",
         "classifier score ↑ (÷ real)",
@@ -216,7 +219,7 @@ def format_report(
         ]
     )
     shared = {
-        _flag(name): _value(value)
+        flag(name): _value(value)
         for name, value in configs[0].items()
         if name not in NOT_COMPARED | NOT_SHOWN and name not in varying and value is not None
     }
@@ -237,7 +240,7 @@ def format_report(
         "wall time: the whole run, compiling, evaluations and checkpoints included."
         f"{_LABELLED_NOTE if labelled else ''}",
         "",
-        *_untrained_note(untrained, command),
+        *_untrained_note(untrained or {}, command),
         (
             f"Samples (row k: the first {GRID_SIDE} scored images generated for class k):"
             if labelled
@@ -260,14 +263,20 @@ def format_report(
     return "\n".join(lines)
 
 
-def _untrained_note(untrained, command: str) -> list[str]:
-    """Lines naming the runs a partial report (--partial) leaves out, and how to train them."""
+def _untrained_note(untrained: dict, command: str) -> list[str]:
+    """Lines naming the runs a partial report (--partial) leaves out, and the commands that
+    train them: first a resume of each stopped one (untrained: name -> its resume command, or
+    None for a run not started)."""
     if not untrained:
         return []
-    rest = command.replace(" --partial", "")
+    resumes = [resume for resume in untrained.values() if resume]
     return [
-        f"**Partial results: not trained yet: {', '.join(untrained)}.** `{rest}` trains them "
-        "and rewrites this page.",
+        f"**Partial results: not trained yet: {', '.join(untrained)}.** To complete this page:",
+        "",
+        "```bash",
+        *(f"{resume}   # a stopped run" for resume in resumes),
+        command.replace(" --partial", ""),
+        "```",
         "",
     ]
 
@@ -358,10 +367,6 @@ def _table(header: list, rows: list) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _value(value) -> str:

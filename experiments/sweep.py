@@ -151,8 +151,13 @@ def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str], prog
         **confidence(evaluator, evaluator.held_out_images),
     }
     command = shlex.join([*prog.split(), *argv])
-    untrained = untrained if args.partial else []
-    write_results(out, experiment, results, real, grids, command, untrained)
+    stopped = {  # name -> how to resume it, for a run that exists but did not finish
+        name: f"python -m gan.train --logdir {logdir} --run {name} --resume"
+        if (logdir / name).exists()
+        else None
+        for name in (untrained if args.partial else [])
+    }
+    write_results(out, experiment, results, real, grids, command, stopped)
     print((out / "README.md").read_text())
     return 0
 

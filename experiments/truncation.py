@@ -42,28 +42,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _score(runs: list[str], truncations: list, cache_dir) -> tuple[list, dict]:
-    """Rows (run, T, generated scores + confidence) and the real floor of the first run's data
-    set (every run must have the same one)."""
+    """Rows (run, T, generated scores + confidence) and the real floor of the runs' data set.
+    Every run is checked (a run directory with a generator, all on the same images) before
+    anything is scored. A conditional run's samples take every class in turn and are scored
+    with their labels, as gan.evaluate does."""
     from gan.errors import UsageError
     from gan.evaluation import Evaluator
     from gan.rundir import read_config
-    from gan.sampling import GeneratorSource, generate
+    from gan.sampling import GeneratorSource, generate_with_labels
 
-    rows, evaluators, real = [], {}, None
-    for run in runs:
-        config = read_config(run)
-        key = (config.dataset, config.data, config.source)
-        if evaluators and key not in evaluators:
-            raise UsageError(f"{run} trained on other images than {runs[0]}: score them apart")
-        if key not in evaluators:
-            evaluators[key] = Evaluator.for_dataset(*key[:2], source=key[2], cache_dir=cache_dir)
-        evaluator = evaluators[key]
-        generator = GeneratorSource.resolve(run=run).load()
+    configs = [read_config(run) for run in runs]
+    sources = [GeneratorSource.resolve(run=run) for run in runs]
+    images_of = {(c.dataset, c.data, c.source) for c in configs}
+    if len(images_of) > 1:
+        raise UsageError("the runs trained on different images: score them apart")
+    dataset, data, source = images_of.pop()
+    evaluator = Evaluator.for_dataset(dataset, data, source=source, cache_dir=cache_dir)
+    rows = []
+    for run, generator_source in zip(runs, sources):
+        generator = generator_source.load()
         for truncation in truncations:
-            images = generate(generator, evaluator.held_out_count, 0, truncation=truncation)
-            generated = evaluator.score(images)
-            rows.append((run, truncation, {**generated, **confidence(evaluator, images)}))
-        real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
+            images, labels = generate_with_labels(
+                generator, evaluator.held_out_count, 0, truncation=truncation
+            )
+            scores = evaluator.score(images, labels)
+            rows.append((run, truncation, {**scores, **confidence(evaluator, images)}))
+    real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
     return rows, real
 
 

@@ -204,14 +204,19 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_output(
-    source: GeneratorSource | None, kind: str, seed: int, suffix: str
+    source: GeneratorSource | None,
+    kind: str,
+    seed: int,
+    suffix: str,
+    truncation: float | None = None,
 ) -> Path | None:
-    """RUN_DIR/generated/KIND-epochE-seedS.SUFFIX (without -epochE if the epoch is unknown) for a
-    generator from a run directory; None otherwise."""
+    """RUN_DIR/generated/KIND-epochE-seedS[-truncT].SUFFIX (without -epochE if the epoch is
+    unknown) for a generator from a run directory; None otherwise."""
     if source is None or source.run_dir is None:
         return None
     epoch = f"-epoch{source.epoch}" if source.epoch else ""
-    return source.run_dir / rundir.GENERATED / f"{kind}{epoch}-seed{seed}{suffix}"
+    truncated = "" if truncation is None else f"-trunc{truncation:g}"
+    return source.run_dir / rundir.GENERATED / f"{kind}{epoch}-seed{seed}{truncated}{suffix}"
 
 
 def check_output(

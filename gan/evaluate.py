@@ -67,7 +67,7 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             ".png",
             "--class-grid",
             args.overwrite,
-            default_output(source, "class-grid", args.seed, ".png"),
+            default_output(source, "class-grid", args.seed, ".png", args.truncation),
         )
         dataset, data_path, origin = _real_data(args, source)
         generator = source.load() if source else None
@@ -89,6 +89,8 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     label = source.describe() if source else args.samples
+    if args.truncation is not None:
+        label += f", noise truncated to ±{args.truncation:g}"
     print(format_table(result, label))
 
     if grid_path is not None:
@@ -108,7 +110,10 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         }
         rundir.append_record(json_path, record)
         print(f"Appended to {json_path}")
-    if source is not None and source.run_dir is not None:
+    if args.truncation is not None:
+        # Not the run's eval/* curves: those are of the noise the generator was trained on.
+        print("No TensorBoard scalars for truncated noise (eval.json records it)")
+    elif source is not None and source.run_dir is not None:
         import tensorflow as tf
 
         writer = tf.summary.create_file_writer(str(source.run_dir))

@@ -4,17 +4,10 @@
 without --label every class in turn, label i mod num_classes), saved beside the images in the
 .npz as `labels`.
 
-The generator comes from a run directory (its generator.keras, or with --checkpoint one of
-the checkpoints under checkpoints/) or from a bare saved model (--generator path.keras).
-Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed), so a seed always gives the
-same images, and the first k images do not depend on how many are drawn. Given without a
+The generator comes from a run directory (its generator.keras, or with --checkpoint E,
+latest or PATH one of its checkpoints) or from a bare saved model (--generator path.keras);
+the noise from --seed, optionally truncated (--truncation): gan.sampling. Given without a
 file, --out and --png write into RUN_DIR/generated/, numbered rather than overwriting a file.
-
-Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
-after E epochs, among it `generator`, the list of the generator's variables. `--checkpoint E`
-restores ckpt-E into a generator built from the run's config.json, `--checkpoint latest` the
-newest one that can be read (newer damaged ones are skipped with a warning), `--checkpoint
-PATH` any checkpoint prefix (PATH.index must exist).
 """
 
 from __future__ import annotations
@@ -72,14 +65,14 @@ def _main(args: argparse.Namespace) -> int:
             ".npz",
             "--out",
             args.overwrite,
-            default_output(source, "samples", args.seed, ".npz"),
+            default_output(source, "samples", args.seed, ".npz", args.truncation),
         )
         png = check_output(
             args.png,
             ".png",
             "--png",
             args.overwrite,
-            default_output(source, "grid", args.seed, ".png"),
+            default_output(source, "grid", args.seed, ".png", args.truncation),
         )
         check_label(args.label, source)  # from the run's config.json, before TensorFlow
         generator = source.load()

@@ -7,6 +7,8 @@ replaced atomically.
 - `write_atomically`: replaces a file so that a kill leaves either the old or the new one.
 - `roll_back`: on resume, removes what a run wrote after its latest checkpoint, so that every
   epoch is recorded exactly once; a file it cannot parse is moved aside, never cut.
+- `read_config` / `write_config`: the run's options (config.json); `read_records` /
+  `append_record`: the evaluations (eval.json); `sample_grid_name`: samples/epoch_NNN.png.
 
 No TensorFlow here: the command lines check a run directory before TensorFlow loads.
 """

@@ -1,10 +1,11 @@
 """Samples of a trained generator: where it comes from (`GeneratorSource`: a run directory, one
 of its checkpoints, or a bare .keras file) and drawing images from it (`generate`,
 `generate_with_labels`). The library under gan.generate's and gan.evaluate's command lines and
-training's sample grids and evaluations.
+training's evaluations (--eval-every).
 
-Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed), so a seed always gives the
-same images, and the first k images do not depend on how many are drawn. A conditional
+Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed) (draw_noise; optionally
+truncated), so a seed always gives the same images, and the first k images do not depend on
+how many are drawn. A conditional
 generator's images get their classes in turn (label_sequence).
 
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
@@ -149,7 +150,7 @@ def generate(
     truncation: float | None = None,
 ) -> np.ndarray:
     """n images from `generator`: uint8 (n, 28, 28), 0-255. The noise is the first n rows of
-    numpy.random.default_rng(seed).standard_normal (see noise()), so a seed gives the same
+    numpy.random.default_rng(seed).standard_normal (see draw_noise()), so a seed gives the same
     images every time and the first k images do not depend on n. labels (conditional
     generators only): a class, or classes that image i takes in turn (see label_sequence);
     None: every class in turn. truncation: draw the noise from N(0, 1) truncated to

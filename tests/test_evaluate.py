@@ -1,4 +1,5 @@
-"""The evaluation protocol on tiny labelled data, `python -m gan.evaluate`, and --eval-every."""
+"""`python -m gan.evaluate` on tiny labelled data, --eval-every during training, and the
+experiments that score runs (the protocol itself: tests/test_evaluation.py)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ def test_cli_scores_a_run_appends_eval_json_and_log_scalars(tmp_path, labelled_d
     )
     assert second.returncode == 0, second.stderr
     assert "loaded from" in second.stdout  # the classifier was cached by the first run
-    assert [p.name for p in (run_dir / "generated").iterdir()] == ["class-grid-epoch7-seed3.png"]
+    assert "noise truncated to ±0.5" in second.stdout
+    grids = [p.name for p in (run_dir / "generated").iterdir()]
+    assert grids == ["class-grid-epoch7-seed3-trunc0.5.png"]
 
     records = json.loads((run_dir / "eval.json").read_text())
     assert [r["generated"]["n"] for r in records] == [150, 40]  # appended, nothing lost
@@ -87,8 +90,8 @@ def test_cli_scores_a_run_appends_eval_json_and_log_scalars(tmp_path, labelled_d
     assert records[0]["samples"] == str(run_dir / "generator.keras")
 
     scalars = eval_scalars(run_dir)
-    for name in SCORES:
-        assert [step for step, _ in scalars[f"eval/{name}"]] == [7, 7]
+    for name in SCORES:  # not of the truncated noise: the run's curves are of its own noise
+        assert [step for step, _ in scalars[f"eval/{name}"]] == [7]
         assert scalars[f"eval/{name}"][0][1] == pytest.approx(records[0]["generated"][name])
         assert scalars[f"eval_real/{name}"][0][1] == pytest.approx(records[0]["real"][name])
 
@@ -167,10 +170,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, data_dir, args, message)
     [
         ("gan.evaluate", ["--run", "--generator", "--checkpoint", "--seed", "--samples", "--n"]),
         ("gan.evaluate", ["--dataset", "--source", "--data", "--limit", "--cache-dir", "--json"]),
-        ("gan.evaluate", ["--class-grid", "--overwrite", "--verbose"]),
+        ("gan.evaluate", ["--class-grid", "--overwrite", "--verbose", "--truncation"]),
         ("gan.generate", ["--run", "--generator", "--checkpoint", "--seed", "--n", "--out"]),
         ("gan.generate", ["--png", "--rows", "--cols", "--scale", "--overwrite", "--verbose"]),
-        ("gan.generate", ["--label"]),
+        ("gan.generate", ["--label", "--truncation"]),
         ("gan.train", ["--eval-every", "--num-classes"]),
     ],
 )

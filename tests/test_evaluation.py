@@ -145,6 +145,3 @@ def test_conditional_scores_in_the_table_the_console_line_and_tensorboard(evalua
     assert "label accuracy" not in evaluation.format_table(plain, "mine")
     assert "label accuracy" not in evaluation.format_line(plain)
     assert "label_accuracy" not in plain["real"]
-
-
-# --- command line ----------------------------------------------------------------------------

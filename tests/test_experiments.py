@@ -158,11 +158,16 @@ def test_partial_results_need_a_finished_run(tmp_path, data_dir, cache_dir, caps
 def test_an_unfinished_run_is_an_error_that_says_how_to_resume(
     tmp_path, data_dir, cache_dir, capsys
 ):
-    experiment = sweep.Experiment(name="tiny", title="Tiny", runs={"a": {}})
+    experiment = sweep.Experiment(name="tiny", title="Tiny", runs={"a": {}, "b": {"noise_dim": 8}})
     assert _quick(experiment, tmp_path, data_dir, cache_dir) == 0
     (tmp_path / "logs" / "tiny-quick" / "a" / "generator.keras").unlink()  # as after a kill
     assert _quick(experiment, tmp_path, data_dir, cache_dir) == 2
     assert "did not finish; continue it with `python -m gan.train" in capsys.readouterr().err
+    # --partial leaves it out, and its page says how to resume it before training the rest
+    assert _quick(experiment, tmp_path, data_dir, cache_dir, "--partial") == 0
+    readme = (tmp_path / "out" / "README.md").read_text()
+    resume = f"python -m gan.train --logdir {tmp_path / 'logs' / 'tiny-quick'} --run a --resume"
+    assert f"{resume}   # a stopped run" in readme
 
 
 def test_a_finished_run_whose_config_json_holds_widths_as_text_is_reused(tmp_path):
@@ -297,12 +302,19 @@ def test_a_script_of_several_data_sets_picks_one_and_refuses_out_in_one_line(cap
     assert error.count("\n") == 1
     assert "python -m experiments.conditional: error: --out is not supported" in error
     calls = []
-    monkeypatch.setattr(
-        sweep, "main", lambda experiment, argv: calls.append((experiment, argv)) or 0
-    )
+    monkeypatch.setattr(sweep, "main", lambda *arguments: calls.append(arguments) or 0)
     argv = ["--data", "DIR", "--quick"]  # --data is main's, not short for --dataset
     assert sweep.main_per_dataset(conditional.EXPERIMENTS, "conditional", argv) == 0
-    assert calls == [(conditional.EXPERIMENTS[name], argv) for name in ("mnist", "fashion")]
+    assert calls == [
+        (conditional.EXPERIMENTS[name], argv, f"python -m experiments.conditional --dataset {name}")
+        for name in ("mnist", "fashion")
+    ]  # the command the results record names the data set
     calls.clear()
     sweep.main_per_dataset(conditional.EXPERIMENTS, "conditional", ["--dataset", "fashion"])
-    assert calls == [(conditional.EXPERIMENTS["fashion"], [])]
+    assert calls == [
+        (
+            conditional.EXPERIMENTS["fashion"],
+            [],
+            "python -m experiments.conditional --dataset fashion",
+        )
+    ]

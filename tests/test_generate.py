@@ -30,6 +30,12 @@ def test_npz_from_the_cli_is_what_generate_returns(tmp_path, run_dir):
         images = archive["images"]
     assert images.dtype == np.uint8 and images.shape == (40, 28, 28)
     np.testing.assert_array_equal(images, sampling.generate(make_generator(), 40, seed=2))
+    truncated = run_cli("--run", run_dir, "--n", 8, "--seed", 2, "--truncation", 0.5, "--out")
+    assert truncated.returncode == 0, truncated.stderr
+    # its default name says so, beside the untruncated samples' name
+    with np.load(run_dir / "generated" / "samples-epoch5-seed2-trunc0.5.npz") as archive:
+        expected = sampling.generate(make_generator(), 8, seed=2, truncation=0.5)
+        np.testing.assert_array_equal(archive["images"], expected)
 
 
 def test_png_grid_from_a_bare_generator_file(tmp_path, run_dir):
