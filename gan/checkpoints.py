@@ -120,19 +120,25 @@ class Checkpoints:
 
         Each checkpoint on disk is tried newest first (`newest_readable`); `skipped` then holds
         one line for each newer one that could not be read. Raises CheckpointError if none can
-        be read (naming each and why), or if the one read does not match the networks and
-        optimizers (number and shapes of variables) or the training images. Writes nothing.
+        be read (naming each and why), or as `restore` does. Writes nothing.
         """
-        import tensorflow as tf
-
         try:
             path, self.skipped = newest_readable(self.directory)
         except CheckpointError as error:
             raise CheckpointError(
                 f"--resume: {error}; start the run again as a new run (another --run name)"
             ) from None
-        if path is None:
-            return 0
+        return 0 if path is None else self.restore(path)
+
+    def restore(self, path: str | Path) -> int:
+        """Loads the checkpoint `path` (a prefix such as .../ckpt-3, in any directory: a
+        non-chief worker of a multiworker run restores the chief's) into the model and
+        optimizers; returns its epoch count. Raises CheckpointError if it cannot be read, or
+        does not match the networks and optimizers (number and shapes of variables) or the
+        training images. Writes nothing."""
+        import tensorflow as tf
+
+        path = str(path)
         self._check_matches(path)
         try:
             # save_counter, which only the manager uses, does not exist before the first save.

@@ -94,6 +94,51 @@ def output_dir(run_dir: Path, chief: bool):
         yield Path(scratch) / Path(run_dir).name
 
 
+def chief_value(strategy, value: int) -> int:
+    """The chief's `value` (an int below 2**24), on every worker of a multiworker run; the
+    other workers' `value` is ignored. A collective operation: every worker must call it at
+    the same point, and it waits until all have. The chief holds replica 0 (TensorFlow
+    numbers the chief's replicas first), the only one whose value enters the sum."""
+    import tensorflow as tf
+
+    def contribution():
+        context = tf.distribute.get_replica_context()
+        first = tf.equal(context.replica_id_in_sync_group, 0)
+        return context.all_reduce("SUM", tf.where(first, float(value), 0.0))
+
+    return int(_local_result(strategy, contribution))
+
+
+def any_worker(strategy, failed: bool) -> bool:
+    """Whether any worker of a multiworker run passed failed=True. A collective operation, as
+    `chief_value`."""
+    import tensorflow as tf
+
+    def contribution():
+        return tf.distribute.get_replica_context().all_reduce("SUM", float(failed))
+
+    return _local_result(strategy, contribution) > 0
+
+
+def lost_worker(error: BaseException) -> bool:
+    """Whether `error` is how TensorFlow reports, in a multiworker run, that another worker
+    stopped or cannot be reached: an UnavailableError, which aborts the collective operations
+    of every worker still running once the lost one misses its heartbeats (seconds after a
+    SIGKILL) or refuses connections."""
+    import sys
+
+    tf = sys.modules.get("tensorflow")  # not loaded: not TensorFlow's error
+    return tf is not None and isinstance(error, tf.errors.UnavailableError)
+
+
+def _local_result(strategy, replica_fn) -> float:
+    """`replica_fn`'s (all-reduced) float32 result on this worker's first replica."""
+    import tensorflow as tf
+
+    result = tf.function(lambda: strategy.run(replica_fn))()
+    return float(strategy.experimental_local_results(result)[0])
+
+
 def replicated_train_function(model):
     """The train function Keras' fit calls, for a model under a strategy with several
     replicas: `model.steps_per_execution` steps per call, logs averaged over all replicas.

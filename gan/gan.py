@@ -51,7 +51,11 @@ class GAN(keras.Model):
     a Keras loss divides each replica's mean over its share of the batch by N
     (keras.src.losses.loss.scale_loss_for_distribution), and Keras optimizers sum the
     replicas' gradients before applying them, so the update follows the global mean's
-    gradient. The noise is the global batch's noise, each replica using its own rows.
+    gradient. The noise is the global batch's noise, each replica using its own rows. The
+    dropout masks are each replica's own: build_gan folds the replica's id into every dropout
+    seed (ReplicaSeedGenerator), so N replicas draw N different masks, not the same one N
+    times; with one replica the seeds, and so the masks, are exactly those of a plain
+    keras.layers.Dropout.
     """
 
     def __init__(
@@ -275,6 +279,42 @@ class GAN(keras.Model):
         optimizer.apply(gradients, variables)
 
 
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """The SeedGenerator of a dropout layer (build_gan gives one to each): under N > 1 replicas,
+    `next()` folds the replica's id (replica_id_in_sync_group, 0..N-1 across every worker)
+    into the seed it returns, so that each replica draws its own dropout masks. The state
+    itself advances as in a plain SeedGenerator, the same on every replica, so it stays
+    mirrored and a checkpoint holds one value. With one replica, or outside a replica
+    context, `next()` is SeedGenerator's: a single-device run draws the masks it always did.
+
+    The seed is cast to int32 as Keras casts any seed for TensorFlow's stateless ops
+    (keras.src.backend.tensorflow.random._cast_seed), then hashed with the replica id by
+    tf.random.experimental.stateless_fold_in; the result is int32, which Keras uses as is.
+    Folding in by hashing, rather than by adding the id to the counter, keeps replica 1 from
+    drawing the seeds replica 0 draws a few steps later."""
+
+    def next(self, ordered=True):
+        seed = super().next(ordered)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        return tf.random.experimental.stateless_fold_in(seed, replica)
+
+
+def fold_replica_into_dropout(network) -> None:
+    """Makes every dropout layer of `network` (nested networks included) draw its seeds from a
+    ReplicaSeedGenerator. The generator keeps its state variable and name: only the class of
+    the object changes, so the variables, checkpoints and saved .keras files (which store
+    Dropout's config, not its seed generator) stay as they were."""
+    for layer in getattr(network, "layers", ()):
+        fold_replica_into_dropout(layer)
+        generator = getattr(layer, "seed_generator", None)  # None at rate 0
+        if isinstance(layer, keras.layers.Dropout) and generator is not None:
+            generator.__class__ = ReplicaSeedGenerator
+
+
 def _replica_mean(loss):
     """The mean loss over this replica's share of the batch: undoes the 1/replicas scaling of
     Keras losses under a strategy (as Keras' own train_step does for its loss metric)."""
@@ -310,7 +350,7 @@ def build_gan(config, adam=FusedAdam, steps_per_epoch: int | None = None) -> GAN
     steps_per_epoch: needed by a decaying --lr-schedule, which reaches 0 after config.epochs
     epochs. --conditional needs config.num_classes resolved (Config.resolved with the
     labels' class count). Call it inside a tf.distribute strategy's scope to train under
-    that strategy."""
+    that strategy; each replica then draws its own dropout masks (fold_replica_into_dropout)."""
     with _precision_policy(config.mixed_precision):
         generator = generator_for(config)
         discriminator = discriminator_for(config)
@@ -324,6 +364,9 @@ def build_gan(config, adam=FusedAdam, steps_per_epoch: int | None = None) -> GAN
         ema=config.ema,
         num_classes=config.num_classes,
     )
+    for network in (model.generator, model.discriminator, model.ema_generator):
+        if network is not None:
+            fold_replica_into_dropout(network)
     g_lr, d_lr = config.learning_rates
     model.compile(
         d_optimizer=_optimizer(config, adam, d_lr, steps_per_epoch),

@@ -13,14 +13,16 @@ exit status 2. A run writes LOGDIR/RUN/:
     checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
 
-`--resume` continues a run from its latest checkpoint (see docs/checkpoints.md). Exit status:
-0 done, 1 training diverged (NaN/Inf) or the disk is full, 2 bad input, 128 + signal number
-after Ctrl-C (130) or SIGTERM (143).
+`--resume` continues a run from its latest checkpoint (see docs/checkpoints.md; a multiworker
+run: on every worker, docs/distributed.md). Exit status: 0 done, 1 training diverged (NaN/Inf),
+the disk is full or another worker was lost, 2 bad input, 128 + signal number after Ctrl-C
+(130) or SIGTERM (143).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -36,6 +38,8 @@ from gan.config import CHANGEABLE_ON_RESUME, Config, flag, parse_step_range
 from gan.errors import UsageError
 
 PROG = "python -m gan.train"
+_CHIEF_FAILED = -1  # the epoch a multiworker run's chief sends the others when it cannot resume
+_SHARED_LOGDIR = "every worker must see --logdir at the same path, on a file system they share"
 
 
 def train(
@@ -45,6 +49,7 @@ def train(
     resume: bool = False,
     evaluator=None,
     labels: np.ndarray | None = None,
+    chief_run_dir: Path | None = None,
 ):
     """Trains the GAN `config` describes, writing the run to `run_dir`; returns the trained GAN.
 
@@ -57,6 +62,10 @@ def train(
     Trains under config.strategy (every worker of a multiworker run calls this).
     evaluator: the gan.evaluation.Evaluator that config.eval_every uses; if None, one is built
     for config.dataset / config.data (all of its images, not only the first --limit).
+    chief_run_dir: given to a non-chief worker of a multiworker run, which writes `run_dir`,
+    its scratch directory (gan.distribute.output_dir), as a new run: on resume it restores the
+    checkpoint the chief resumes from, read from chief_run_dir (the run directory, on a file
+    system every worker shares), which it never writes (see Training).
 
     Holds the run directory's lock (gan.rundir.RunLock) while it writes there. Raises
     UsageError before writing anything if another process writes `run_dir` (RunInUse), the
@@ -65,7 +74,7 @@ def train(
     once the current epoch is checkpointed; OSError (or TensorFlow's ResourceExhaustedError)
     if the disk is full, the latest complete checkpoint staying the latest.
     """
-    return Training(config, run_dir, images, resume, evaluator, labels).run()
+    return Training(config, run_dir, images, resume, evaluator, labels, chief_run_dir).run()
 
 
 def load_data(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
@@ -83,9 +92,30 @@ def load_data(config: Config) -> tuple[np.ndarray, np.ndarray | None]:
 class Training:
     """`train` in two parts: construction checks everything, locks the run directory
     (gan.rundir.RunLock) and prepares it (raising UsageError before writing anything if the
-    run cannot go ahead), `run()` trains. The lock is held until `run()` returns or raises."""
+    run cannot go ahead), `run()` trains. The lock is held until `run()` returns or raises.
 
-    def __init__(self, config, run_dir, images=None, resume=False, evaluator=None, labels=None):
+    A multiworker run resumes as keras.callbacks.BackupAndRestore does: the chief's
+    checkpoint is the state, and every worker restores it. The chief locks its run directory
+    and restores the newest readable checkpoint, as any run does, then tells the other workers
+    which epoch it restored (gan.distribute.chief_value, a collective operation): no worker
+    chooses on its own, so a damaged newest checkpoint cannot split them. Each of them
+    restores that checkpoint from the chief's directory, and all learn whether every worker
+    succeeded (gan.distribute.any_worker). Only then does the chief write: it removes the
+    checkpoints it skipped and rolls the run back. So the others read a directory nobody
+    writes, and if any worker fails (or the chief, which then sends -1), every worker raises
+    UsageError, nothing written, instead of waiting for the others in the first step.
+    """
+
+    def __init__(
+        self,
+        config,
+        run_dir,
+        images=None,
+        resume=False,
+        evaluator=None,
+        labels=None,
+        chief_run_dir=None,
+    ):
         # TensorFlow is imported here, not at the top, so that `--help` and bad options answer
         # instantly instead of after the seconds TensorFlow takes to load.
         import keras
@@ -133,9 +163,30 @@ class Training:
         )
         self.history_csv, self.samples_dir = run_dir / rundir.HISTORY, run_dir / rundir.SAMPLES
         self.notices = []  # lines for the user: checkpoints skipped, damaged files moved aside
-        self.lock = rundir.RunLock(run_dir, create=not resume)
+        if not resume:
+            self._start()
+        elif chief_run_dir is None:
+            self._resume(strategy)
+        else:
+            self._resume_from_chief(strategy, Path(chief_run_dir))
+
+    def _start(self):
+        """A new run: creates and locks run_dir, writes config.json and ckpt-0."""
+        self.lock = rundir.RunLock(self.run_dir, create=True)
+        with self._released_on_error():
+            rundir.write_config(self.run_dir, self.config)
+            self.epochs_done = 0
+            self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
+
+    def _resume(self, strategy):
+        """Locks run_dir, restores its newest readable checkpoint and rolls the run back to it.
+        The chief of a multiworker run lets the other workers restore the same checkpoint in
+        between (see the class docstring), so that nothing is written unless all succeed."""
+        config, run_dir = self.config, self.run_dir
+        workers = config.strategy == "multiworker"
         try:
-            if resume:
+            self.lock = rundir.RunLock(run_dir)
+            with self._released_on_error():
                 self.epochs_done = self.checkpoints.restore_latest()
                 self.notices += self.checkpoints.skipped
                 if self.epochs_done >= config.epochs:
@@ -143,15 +194,65 @@ class Training:
                         f"--resume: {run_dir} has trained {self.epochs_done} epochs already; "
                         f"pass --epochs N with N > {self.epochs_done} to train it longer"
                     )
-                self.checkpoints.make_latest(self.epochs_done)
-                self.notices += rundir.roll_back(run_dir, self.epochs_done)
-                rundir.write_config(run_dir, config)
-                if self.checkpoints.latest is None:  # killed before its first checkpoint
-                    self.checkpoints.save(0)
-            else:
-                rundir.write_config(run_dir, config)
-                self.epochs_done = 0
-                self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
+        except Exception:
+            if workers:  # they wait for the epoch; the chief's own error is the one to report
+                with contextlib.suppress(Exception):
+                    distribute.chief_value(strategy, _CHIEF_FAILED)
+            raise
+        with self._released_on_error():
+            if workers:
+                distribute.chief_value(strategy, self.epochs_done)
+                if distribute.any_worker(strategy, failed=False):
+                    raise UsageError(
+                        f"--resume: another worker could not restore the checkpoint of epoch "
+                        f"{self.epochs_done} (see its error); {_SHARED_LOGDIR}"
+                    )
+            self.checkpoints.make_latest(self.epochs_done)
+            self.notices += rundir.roll_back(run_dir, self.epochs_done)
+            rundir.write_config(run_dir, config)
+            if self.checkpoints.latest is None:  # killed before its first checkpoint
+                self.checkpoints.save(0)
+
+    def _resume_from_chief(self, strategy, chief_run_dir: Path):
+        """A non-chief worker's --resume of a multiworker run: restores the checkpoint the chief
+        restored, read from the chief's run directory, which the chief does not write until
+        every worker has answered. Writes only its own run_dir (its scratch directory,
+        gan.distribute.output_dir), which it starts as a new run."""
+        self.lock = rundir.RunLock(self.run_dir, create=True)
+        with self._released_on_error():
+            rundir.write_config(self.run_dir, self.config)
+            self.epochs_done = distribute.chief_value(strategy, 0)
+            if self.epochs_done == _CHIEF_FAILED:
+                raise UsageError(
+                    "--resume: the chief worker could not resume the run (see its error)"
+                )
+            directory = chief_run_dir / rundir.CHECKPOINTS
+            try:
+                # Epoch 0 without any checkpoint: the chief found none either, and both start
+                # from the networks as built (see Checkpoints.restore_latest).
+                if self.epochs_done or checkpoints.on_disk(directory):
+                    path = directory / f"{checkpoints.PREFIX}-{self.epochs_done}"
+                    problem = checkpoints.unreadable(path)
+                    if problem is not None:
+                        raise checkpoints.CheckpointError(
+                            f"--resume: cannot read the chief's checkpoint {path} ({problem}); "
+                            f"{_SHARED_LOGDIR}"
+                        )
+                    self.checkpoints.restore(path)
+            except Exception:
+                with contextlib.suppress(Exception):  # the chief waits for the answer
+                    distribute.any_worker(strategy, failed=True)
+                raise
+            if distribute.any_worker(strategy, failed=False):
+                raise UsageError(
+                    "--resume: another worker could not restore the run (see its error)"
+                )
+
+    @contextlib.contextmanager
+    def _released_on_error(self):
+        """Releases the run directory's lock if the block raises."""
+        try:
+            yield
         except BaseException:
             self.lock.release()
             raise
@@ -259,7 +360,14 @@ def _main(args: argparse.Namespace) -> int:
     try:
         with distribute.output_dir(run_dir, chief) as output:
             try:
-                training = Training(config, output, images, args.resume, labels=labels)
+                training = Training(
+                    config,
+                    output,
+                    images,
+                    args.resume,
+                    labels=labels,
+                    chief_run_dir=None if chief else run_dir,
+                )
             except UsageError as error:  # run directory, checkpoint, devices: nothing written
                 return _usage_error(error)
             if args.resume:
@@ -275,13 +383,17 @@ def _main(args: argparse.Namespace) -> int:
         print(f"{stop}; resume with: {resume_command}", file=sys.stderr)
         return 128 + stop.signum
     except Exception as error:
+        then = _restart(run_dir, resume_command)
+        if config.strategy == "multiworker" and distribute.lost_worker(error):
+            print(
+                f"{PROG}: error: another worker stopped or cannot be reached "
+                f"({type(error).__name__}); on every worker, {then}",
+                file=sys.stderr,
+            )
+            return 1
         full = rundir.disk_full(error, run_dir)
         if full is None:
             raise
-        if (run_dir / rundir.CONFIG).exists():
-            then = f"resume with: {resume_command}"
-        else:
-            then = "run the same command again"
         print(f"{PROG}: error: {full}; free some space, then {then}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -313,6 +425,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_verbose_argument(parser)
     return parser
+
+
+def _restart(run_dir: Path, resume_command: str) -> str:
+    """How to go on after training failed: resume the run once it has a config.json."""
+    if (run_dir / rundir.CONFIG).exists():
+        return f"resume with: {resume_command}"
+    return "run the same command again"
 
 
 def _usage_error(error: Exception) -> int:

@@ -138,6 +138,17 @@ def batch_norm_statistics(strategy) -> dict:
     }
 
 
+def dropout_masks(strategy) -> np.ndarray:
+    """Which units the textbook discriminator's dropout layer keeps in one training-mode call
+    on ones, 8 rows on each replica: bool (replicas, 8, 256)."""
+    discriminator = build(strategy).discriminator
+    dropout = next(
+        layer for layer in discriminator.layers if isinstance(layer, keras.layers.Dropout)
+    )
+    kept = strategy.run(tf.function(lambda: dropout(tf.ones((8, 256)), training=True) != 0))
+    return np.stack([k.numpy() for k in strategy.experimental_local_results(kept)])
+
+
 def overflow_on_one_replica(strategy) -> dict:
     """One loss-scaled update (GAN._apply, LossScaleOptimizer over SGD) of w = 1 with loss
     w^2, in which only the second replica's loss overflows. Returns each replica's w, the
@@ -214,6 +225,8 @@ def mirrored(out: Path) -> dict:
     for name, strategy in (("single", single), ("mirrored", mirrored)):
         statistics = batch_norm_statistics(strategy)
         results.update({f"{name}_bn/{k}": v for k, v in statistics.items()})
+
+    results["dropout_masks"] = dropout_masks(mirrored)
 
     overflow = overflow_on_one_replica(mirrored)
     results.update({f"overflow/{k}": v for k, v in overflow.items()})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,15 +24,17 @@ import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, make_images, write_idx
 from distributed_runs import BATCH, EPOCHS, IMAGES, METRICS, NOISE_DIM
+from test_resume import _checkpoint_values, _history, _latest, _steps, _summaries
 
 from gan import data, distribute
 from gan.config import Config
 from gan.errors import UsageError
-from gan.gan import build_gan
+from gan.gan import ReplicaSeedGenerator, build_gan
 from gan.models import GENERATOR_EMBEDDING, PROJECTION, with_labels
 from gan.optimizers import FusedAdam
 
 SCRIPT = PROJECT_ROOT / "tests" / "distributed_runs.py"
+HOOK = "GAN_TEST_SIGNAL"  # gan.safety's test hook: a process signals itself at an exact point
 TIMEOUT = 300  # seconds for a distributed run; a few steps take ~20 s on 2 busy cores
 
 
@@ -213,6 +216,32 @@ def test_mirrored_float16_trains_with_finite_losses(mirrored):
     )
 
 
+def test_mirrored_replicas_draw_their_own_dropout_masks(mirrored):
+    """gan.gan.ReplicaSeedGenerator folds each replica's id into the dropout seed: the two
+    replicas keep different units (independent masks of rate 0.3 agree on about 58% of them;
+    without the fold they would agree on all)."""
+    masks = mirrored["dropout_masks"]
+    assert masks.shape == (2, 8, 256)
+    assert 0.6 < masks.mean() < 0.8  # 70% kept
+    assert (masks[0] == masks[1]).mean() < 0.7
+
+
+def test_one_device_draws_the_dropout_masks_of_a_plain_keras_dropout(monkeypatch):
+    """With one replica the folded seed is Keras' own: a single-device run trains as before."""
+    config = Config(batch_size=BATCH, noise_dim=NOISE_DIM).resolved(IMAGES, has_gpu=False)
+    keras.utils.set_random_seed(0)
+    folded = build_gan(config).discriminator
+    monkeypatch.setattr("gan.gan.fold_replica_into_dropout", lambda network: None)
+    keras.utils.set_random_seed(0)
+    plain = build_gan(config).discriminator
+    for network, kind in ((folded, ReplicaSeedGenerator), (plain, keras.random.SeedGenerator)):
+        dropouts = [layer for layer in network.layers if isinstance(layer, keras.layers.Dropout)]
+        assert dropouts and all(type(layer.seed_generator) is kind for layer in dropouts)
+    batch = data.to_float(make_images(BATCH))
+    for _ in range(3):  # the seed state advances alike
+        np.testing.assert_array_equal(folded(batch, training=True), plain(batch, training=True))
+
+
 def test_float16_overflow_on_one_replica_skips_the_step_on_all(mirrored):
     """Keras' LossScaleOptimizer looks at the first replica's gradients only; GAN._apply
     spreads an overflow to all replicas (gan.distribute.skip_together), so the step is
@@ -228,6 +257,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _start_workers(commands: list[list], envs: list[dict] | None = None) -> list:
+    """A TF_CONFIG cluster of len(commands) workers on free ports of 127.0.0.1: worker i runs
+    `python COMMANDS[i]` with ENVS[i] added to the environment (GAN_TEST_SIGNAL unset unless
+    given there)."""
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in commands]}
+    base = {k: v for k, v in os.environ.items() if k != HOOK}
+    workers = []
+    for index, (command, env) in enumerate(
+        zip(commands, envs or [{}] * len(commands), strict=True)
+    ):
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        workers.append(_python(*command, env={**base, "TF_CONFIG": json.dumps(tf_config), **env}))
+    return workers
+
+
 @pytest.mark.parametrize("precision", [None, "float16"], ids=["float32", "float16"])
 def test_two_workers_train_identically_and_like_two_mirrored_replicas(
     tmp_path, mirrored, precision
@@ -235,7 +279,8 @@ def test_two_workers_train_identically_and_like_two_mirrored_replicas(
     """Two processes on 127.0.0.1 run `python -m gan.train --strategy multiworker` (through
     gan.train.main, keeping the model for this test) as a TF_CONFIG cluster of two workers
     sharing one --logdir. Each worker holds one replica: the pair trains exactly like
-    MirroredStrategy over two devices (same dropout masks per replica, same noise rows).
+    MirroredStrategy over two devices (replica i draws the dropout masks and noise rows of
+    replica i there).
     float16 adds loss scaling, whose skip-or-apply decision all workers must share."""
     images = write_idx(tmp_path / "images-idx3-ubyte", make_images(IMAGES))
     logdir = tmp_path / "logs"
@@ -245,15 +290,10 @@ def test_two_workers_train_identically_and_like_two_mirrored_replicas(
         *("--strategy", "multiworker"),
         *(("--mixed-precision", precision) if precision else ()),
     ]
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
-    outs, workers = [], []
-    for index in range(2):
-        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        outs.append(tmp_path / f"worker{index}")
-        outs[-1].mkdir()
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-        workers.append(_python(SCRIPT, "worker", outs[-1], *argv, env=env))
-    finished = _finish(workers)
+    outs = [tmp_path / f"worker{index}" for index in range(2)]
+    for out in outs:
+        out.mkdir()
+    finished = _finish(_start_workers([[SCRIPT, "worker", out, *argv] for out in outs]))
     for status, stdout, stderr in finished:
         assert status == 0, stderr[-3000:]
         assert [line.split()[0] for line in stdout.splitlines() if line.startswith("Epoch:")] == [
@@ -280,6 +320,96 @@ def test_two_workers_train_identically_and_like_two_mirrored_replicas(
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["strategy"], config["mixed_precision"]) == ("multiworker", precision)
     assert (run_dir / "generator.keras").is_file() and (run_dir / "history.csv").is_file()
+
+
+def test_killed_workers_resume_bitwise_like_an_uninterrupted_two_worker_run(tmp_path):
+    """Two workers on 127.0.0.1 train 4 epochs of 4 steps with --checkpoint-every 1 and
+    --deterministic, beside an uninterrupted pair. Killed twice with SIGKILL and restarted
+    together with --resume each time, the pair ends bit for bit where the uninterrupted one
+    ends:
+    1. the non-chief worker killed during epoch 2 (global step 6; ckpt-1 is the chief's
+       latest);
+    2. the chief killed at the end of epoch 3, after its history row and summaries, before
+       ckpt-3;
+    3. the last restart, with the chief's newest checkpoint (ckpt-2) damaged: the chief falls
+       back to ckpt-1, and the other worker must restore ckpt-1 too, as the chief tells it.
+    After each kill the survivor loses its peer in a collective operation and stops with one
+    line (TensorFlow aborts collectives once a peer misses its heartbeats or refuses
+    connections); _finish would kill it after TIMEOUT. Bitwise, not to float32 rounding:
+    with --deterministic both pairs compute the same ops on the same values, each all-reduce
+    sums the same two numbers, and a checkpoint restores every value (weights, Adam's
+    moments, RNG states) exactly. Last, a resume the chief refuses stops both workers."""
+    images = write_idx(tmp_path / "images-idx3-ubyte", make_images(IMAGES))
+    logs = tmp_path / "logs"
+    flags = ["--epochs", 4, "--batch-size", BATCH, "--noise-dim", NOISE_DIM, "--deterministic"]
+    flags += ["--checkpoint-every", 1, "--sample-every", 1, "--strategy", "multiworker"]
+    flags += ["--data", images]
+    train = ["-m", "gan.train", "--logdir", logs]
+    whole_dir, run_dir = logs / "whole", logs / "killed"
+    resume = [*train, "--run", "killed", "--resume"]
+
+    def restart(envs=None):
+        return _finish(_start_workers([resume, resume], envs))
+
+    # 1. The non-chief worker killed during epoch 2; the uninterrupted pair runs beside it.
+    whole = _start_workers([[*train, "--run", "whole", *flags]] * 2)
+    killed = _start_workers([[*train, "--run", "killed", *flags]] * 2, [{}, {HOOK: "SIGKILL@6"}])
+    (chief, _, chief_err), (status, _, _) = _finish(killed)
+    assert status == -signal.SIGKILL
+    _assert_lost_worker(chief, chief_err, resume)
+    assert all(status == 0 for status, _, _ in _finish(whole))
+    assert _latest(run_dir) == "ckpt-1"
+
+    # 2. Resumed, then the chief killed after epoch 3's outputs, before its checkpoint.
+    (status, chief_out, _), (other, other_out, other_err) = restart([{HOOK: "SIGKILL@epoch3"}, {}])
+    assert status == -signal.SIGKILL
+    _assert_lost_worker(other, other_err, resume)
+    assert "Resuming" in chief_out and "after epoch 1 of 4" in chief_out
+    assert "after epoch 1 of 4" in other_out
+    assert _latest(run_dir) == "ckpt-2"
+    assert [row["epoch"] for row in _history(run_dir)] == ["1", "2", "3"]  # 3: not committed
+
+    # 3. The newest checkpoint damaged: both workers fall back to the same one.
+    data_file = run_dir / "checkpoints" / "ckpt-2.data-00000-of-00001"
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    (status, chief_out, chief_err), (other, other_out, other_err) = restart()
+    assert status == other == 0, chief_err[-3000:] + other_err[-3000:]
+    assert "cannot read checkpoint" in chief_err and "falling back to ckpt-1" in chief_err
+    assert "after epoch 1 of 4" in chief_out and "after epoch 1 of 4" in other_out
+
+    assert _checkpoint_values(run_dir / "checkpoints" / "ckpt-4") == _checkpoint_values(
+        whole_dir / "checkpoints" / "ckpt-4"
+    )  # weights, optimizer moments and steps, RNG states: bit for bit
+    # The chief's history and TensorBoard hold every epoch once, with the uninterrupted values.
+    assert _history(run_dir) == _history(whole_dir)
+    assert _summaries(run_dir) == _summaries(whole_dir)
+    assert all(steps == [1, 2, 3, 4] for steps in _steps(run_dir).values())
+    # Only the chief wrote the shared --logdir (the other worker's history rows and summaries
+    # would have shown up twice above).
+    assert sorted(p.name for p in logs.iterdir()) == ["killed", "whole"]
+    assert not (run_dir / "damaged").exists()
+
+    # A resume the chief refuses (nothing left to train) stops the other worker too, at once.
+    (status, _, chief_err), (other, _, other_err) = restart()
+    assert (status, other) == (2, 2), chief_err[-3000:] + other_err[-3000:]
+    assert _last_line(chief_err).endswith("pass --epochs N with N > 4 to train it longer")
+    assert _last_line(other_err).endswith(
+        "the chief worker could not resume the run (see its error)"
+    )
+
+
+def _last_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    return stderr.strip().splitlines()[-1]
+
+
+def _assert_lost_worker(status: int, stderr: str, resume: list) -> None:
+    """The survivor of a killed peer: status 1 and one line saying how to go on."""
+    assert status == 1, stderr[-3000:]
+    assert _last_line(stderr).startswith("python -m gan.train: error: another worker stopped")
+    assert _last_line(stderr).endswith(
+        f"on every worker, resume with: python {shlex.join(map(str, resume))}"
+    )
 
 
 # --- mixed precision (in this process: no devices to split) ----------------------------------
