@@ -177,7 +177,9 @@ def _writes_to_fd_2(stream) -> bool:
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that pick a generator and its noise, for gan.generate and gan.evaluate."""
     parser.add_argument(
-        "--run", metavar="RUN_DIR", help="a run directory (e.g. logs/NAME): its generator.keras"
+        "--run",
+        metavar="RUN_DIR",
+        help=f"a run directory (e.g. logs/NAME): its {rundir.GENERATOR}",
     )
     parser.add_argument(
         "--generator", metavar="FILE", help="a saved generator (.keras) instead of --run"
@@ -186,7 +188,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint",
         metavar="EPOCH|latest|PATH",
         help=f"with --run: the generator saved after epoch EPOCH (RUN_DIR/{rundir.CHECKPOINTS}/"
-        f"ckpt-EPOCH), the latest checkpoint, or a checkpoint path, instead of generator.keras",
+        f"ckpt-EPOCH), the latest checkpoint, or a checkpoint path, instead of {rundir.GENERATOR}",
     )
     parser.add_argument(
         "--seed",
