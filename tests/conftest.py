@@ -117,33 +117,24 @@ def evaluator(tmp_path_factory):
     return Evaluator(images, labels, cache_dir=cache, spec=quick_classifier())
 
 
-def eval_scalars(run_dir) -> dict:
-    """TensorBoard scalars eval* of a run directory: tag -> [(step, value)]."""
+def events(run_dir):
+    """A run directory's TensorBoard events, every tensor summary kept (an EventAccumulator)."""
     from tensorboard.backend.event_processing import event_accumulator
-    from tensorboard.util import tensor_util
 
     accumulator = event_accumulator.EventAccumulator(
         str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
     )
     accumulator.Reload()
+    return accumulator
+
+
+def eval_scalars(run_dir) -> dict:
+    """TensorBoard scalars eval* of a run directory: tag -> [(step, value)]."""
+    from tensorboard.util import tensor_util
+
+    accumulator = events(run_dir)
     return {
-        tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
+        tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in tensors]
         for tag in accumulator.Tags()["tensors"]
-        if tag.startswith("eval") and (events := accumulator.Tensors(tag))
+        if tag.startswith("eval") and (tensors := accumulator.Tensors(tag))
     }
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    """A finished unconditional run (tests/generators.py): config.json and generator.keras."""
-    from generators import write_run
-
-    return write_run(tmp_path / "logs" / "r")
-
-
-@pytest.fixture
-def conditional_run_dir(tmp_path):
-    """A finished conditional run (tests/generators.py): config.json and generator.keras."""
-    from generators import write_run
-
-    return write_run(tmp_path / "logs" / "c", conditional=True)

@@ -18,13 +18,13 @@ import pytest
 from conftest import (
     PROJECT_ROOT,
     assert_usage_error,
+    events,
     make_images,
     offline_env,
     run_module,
     write_idx,
 )
 from PIL import Image
-from tensorboard.backend.event_processing import event_accumulator
 from test_data import BAD_INPUTS
 
 from gan import data, rundir
@@ -64,14 +64,6 @@ def run_cli(*args, env=None) -> subprocess.CompletedProcess:
     return finish(start_cli(*args, env=env))
 
 
-def _events(run_dir):
-    accumulator = event_accumulator.EventAccumulator(
-        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
-    )
-    accumulator.Reload()
-    return accumulator
-
-
 def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_dir):
     result = run_cli(
         "--epochs",
@@ -103,12 +95,12 @@ def test_end_to_end_run_writes_config_events_grids_and_networks(tmp_path, data_d
     assert config["jit"] is False  # resolved: no GPU here
     assert config["steps_per_call"] == 6  # 200 // 32 = 6 steps per epoch; at most 32 per call
 
-    events = _events(run_dir)
+    logged = events(run_dir)
     for name in METRICS:
-        assert events.SummaryMetadata(name).plugin_data.plugin_name == "scalars"
-        assert [e.step for e in events.Tensors(name)] == [1, 2, 3]
-    assert events.SummaryMetadata("samples").plugin_data.plugin_name == "images"
-    grids = events.Tensors("samples")
+        assert logged.SummaryMetadata(name).plugin_data.plugin_name == "scalars"
+        assert [e.step for e in logged.Tensors(name)] == [1, 2, 3]
+    assert logged.SummaryMetadata("samples").plugin_data.plugin_name == "images"
+    grids = logged.Tensors("samples")
     assert [e.step for e in grids] == [1, 2, 3]  # epoch 1, every 2nd, and the last
     width, height, png = grids[-1].tensor_proto.string_val
     picture = Image.open(io.BytesIO(png))
@@ -455,7 +447,7 @@ def test_a_conditional_run_draws_a_row_per_class_and_saves_conditional_networks(
     np.testing.assert_array_equal(
         np.asarray(Image.open(run_dir / "samples/epoch_002.png")), expected
     )
-    *_, png = _events(run_dir).Tensors("samples")[-1].tensor_proto.string_val
+    *_, png = events(run_dir).Tensors("samples")[-1].tensor_proto.string_val
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)  # TensorBoard
     discriminator = keras.models.load_model(run_dir / "discriminator.keras")
     assert discriminator([np.asarray(generator(inputs)), inputs[1]]).shape == (100, 1)
