@@ -138,3 +138,19 @@ def eval_scalars(run_dir) -> dict:
         for tag in accumulator.Tags()["tensors"]
         if tag.startswith("eval") and (tensors := accumulator.Tensors(tag))
     }
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A finished unconditional run (tests/generators.py): config.json and generator.keras."""
+    from generators import write_run
+
+    return write_run(tmp_path / "logs" / "r")
+
+
+@pytest.fixture
+def conditional_run_dir(tmp_path):
+    """A finished conditional run (tests/generators.py): config.json and generator.keras."""
+    from generators import write_run
+
+    return write_run(tmp_path / "logs" / "c", conditional=True)
