@@ -17,6 +17,7 @@ from conftest import (
     assert_usage_error,
     eval_scalars,
     make_labelled_images,
+    run_main,
     run_module,
     write_idx,
 )
@@ -48,9 +49,12 @@ def labelled_dir(tmp_path):
     return directory
 
 
-def run_cli(*args, cache_dir, module="gan.evaluate", cwd=PROJECT_ROOT):
-    """`python -m MODULE ARGS` with its classifier cache in cache_dir."""
-    return run_module(module, *args, cwd=cwd, env={CACHE_ENV: str(cache_dir)})
+def run_cli(*args, cache_dir, module="gan.evaluate", cwd=PROJECT_ROOT, new_process=False):
+    """`python -m MODULE ARGS` with its classifier cache in cache_dir: in this process
+    (conftest.run_main), or with new_process in a new one (run_module): for training, and
+    where TensorFlow's start-up lines being held back is what is checked."""
+    run = run_module if new_process else run_main
+    return run(module, *args, cwd=cwd, env={CACHE_ENV: str(cache_dir)})
 
 
 def _run_dir(tmp_path, data_dir, epochs=7):
@@ -66,7 +70,8 @@ def _run_dir(tmp_path, data_dir, epochs=7):
 
 def test_cli_scores_a_run_appends_eval_json_and_log_scalars(tmp_path, labelled_dir, cache_dir):
     run_dir = _run_dir(tmp_path, labelled_dir)
-    first = run_cli("--run", run_dir, cache_dir=cache_dir)  # real data: the run's --data
+    # real data: the run's --data
+    first = run_cli("--run", run_dir, cache_dir=cache_dir, new_process=True)
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""  # TensorFlow's start-up lines are held back
     assert "| real (held-out half of the real images) | 150 |" in first.stdout
@@ -196,6 +201,7 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
         *("--noise-dim", 16, "--no-jit", *where),
         cache_dir=cache_dir,
         module="gan.train",
+        new_process=True,
     )
     assert first.returncode == 0, first.stderr
     assert [line.split(":")[0] for line in first.stdout.splitlines() if "FD" in line] == [
@@ -212,6 +218,7 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
         *where,
         cache_dir=cache_dir,
         module="gan.train",
+        new_process=True,
     )
     assert resumed.returncode == 0, resumed.stderr
     run_dir = tmp_path / "logs" / "e"
@@ -237,6 +244,7 @@ def test_eval_every_without_labels_is_a_one_line_error_before_anything_is_writte
         *("--eval-every", 1, "--data", data_dir, "--logdir", tmp_path / "logs"),
         cache_dir=tmp_path / "cache",
         module="gan.train",
+        new_process=True,
     )
     assert_usage_error(result, "--eval-every: ")
     assert "no label file t10k-labels-idx1-ubyte.gz" in result.stderr
@@ -273,6 +281,7 @@ def test_a_conditional_run_is_scored_with_label_accuracy_in_training_and_by_gan_
         *("--batch-size", 32, "--noise-dim", 16, "--no-jit", *where),
         cache_dir=cache_dir,
         module="gan.train",
+        new_process=True,
     )
     assert trained.returncode == 0, trained.stderr
     assert "label accuracy" in trained.stdout.splitlines()[-2]  # "Eval epoch 2: ..."
@@ -349,6 +358,7 @@ def test_truncation_experiment_scores_each_run_at_each_bound(tmp_path, labelled_
         *("--runs", run_dir, "--truncations", "none", 0.5, "--out", out),
         cache_dir=cache_dir,
         module="experiments.truncation",
+        new_process=True,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""

@@ -11,7 +11,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, assert_usage_error, run_module
+from conftest import PROJECT_ROOT, assert_usage_error, run_main, run_module
 from generators import CLASSES, conditional_generator, make_generator, save_checkpoint
 from PIL import Image
 
@@ -19,7 +19,7 @@ from gan import generate, sampling
 
 
 def run_cli(*args, cwd=PROJECT_ROOT):
-    return run_module("gan.generate", *args, cwd=cwd)
+    return run_main("gan.generate", *args, cwd=cwd)
 
 
 def test_npz_from_the_cli_is_what_generate_returns(tmp_path, run_dir):
@@ -66,7 +66,7 @@ def test_outputs_without_a_file_go_to_the_run_directory_numbered_and_stderr_stay
     run_dir,
 ):
     for _ in range(2):
-        result = run_cli("--run", run_dir, "--n", 3, "--out", "--png")
+        result = run_module("gan.generate", "--run", run_dir, "--n", 3, "--out", "--png")
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""  # TensorFlow's start-up lines are held back
     assert sorted(p.name for p in (run_dir / "generated").iterdir()) == [
