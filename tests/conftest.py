@@ -120,6 +120,18 @@ def make_labelled_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return images, labels.astype(np.uint8)
 
 
+def make_gan(seed=0, noise_dim=8, **options):
+    """A small GAN (gan.gan.build_gan, no XLA): Keras' random seed and the config's seed both
+    `seed`."""
+    import keras
+
+    from gan.config import Config
+    from gan.gan import build_gan
+
+    keras.utils.set_random_seed(seed)
+    return build_gan(Config(noise_dim=noise_dim, jit=False, seed=seed, **options))
+
+
 def assert_usage_error(result: subprocess.CompletedProcess, message: str) -> None:
     """Exit status 2 and one line on stderr that contains `message`, no traceback."""
     assert result.returncode == 2, result.stderr
@@ -154,6 +166,21 @@ def events(run_dir):
     )
     accumulator.Reload()
     return accumulator
+
+
+HPARAMS_TAGS = "_hparams_/"  # the run's options, logged once per start at step 0, not per epoch
+
+
+def event_steps(events_file) -> list[tuple[str, int]]:
+    """(tag, step) of every summary in one events file, in order, but the HParams records."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [
+        (value.tag, event.step)
+        for event in EventFileLoader(str(events_file)).Load()
+        for value in event.summary.value
+        if not value.tag.startswith(HPARAMS_TAGS)
+    ]
 
 
 def eval_scalars(run_dir) -> dict:

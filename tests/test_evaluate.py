@@ -6,12 +6,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import types
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import (
     PROJECT_ROOT,
     assert_usage_error,
@@ -23,7 +21,7 @@ from conftest import (
 )
 from PIL import Image
 
-from gan import evaluate, rundir
+from gan import evaluate
 from gan.classifier import CACHE_ENV
 from gan.config import Config
 from gan.evaluation import SCORES
@@ -249,27 +247,6 @@ def test_eval_every_without_labels_is_a_one_line_error_before_anything_is_writte
     assert_usage_error(result, "--eval-every: ")
     assert "no label file t10k-labels-idx1-ubyte.gz" in result.stderr
     assert not (tmp_path / "logs").exists() and not (tmp_path / "cache").exists()
-
-
-def test_a_resumed_run_replaces_the_training_records_of_the_epochs_it_trains_again(
-    tmp_path, evaluator
-):
-    from gan.callbacks import Evaluation
-
-    path = tmp_path / "eval.json"
-    for record in [("training", 1), ("g.keras", 3), ("training", 2), ("training", 3)]:
-        rundir.append_record(path, {"samples": record[0], "epoch": record[1]})
-    # The run was killed after epoch 3 but checkpointed after epoch 1: it trains 2 again.
-    callback = Evaluation(evaluator, tmp_path, tf.summary.create_noop_writer(), 1, 5)
-    callback.set_model(types.SimpleNamespace(sampler=build_generator("mlp", 8)))
-    callback.on_epoch_end(1)
-    records = json.loads(path.read_text())
-    assert [(r["samples"], r["epoch"]) for r in records] == [
-        ("training", 1),
-        ("g.keras", 3),  # gan.evaluate's record stays
-        ("training", 2),  # the new one, with scores
-    ]
-    assert records[-1]["generated"]["n"] == evaluator.held_out_count
 
 
 def test_a_conditional_run_is_scored_with_label_accuracy_in_training_and_by_gan_evaluate(

@@ -21,8 +21,14 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import PROJECT_ROOT, assert_usage_error, make_images, run_module, write_idx
-from test_checkpoints import _steps as event_steps
+from conftest import (
+    PROJECT_ROOT,
+    assert_usage_error,
+    event_steps,
+    make_images,
+    run_module,
+    write_idx,
+)
 from test_resume import _latest, _steps
 from test_train import METRICS, finish, run_cli, start_cli
 

@@ -1,7 +1,7 @@
 """What we log is what TensorBoard serves: two tiny runs, a real `tensorboard` process on
-127.0.0.1, and its HTTP data API (the requests its web pages make); the profiler trace that
---profile-steps records for TensorBoard's profile tab; and the screenshot script's skip where
-no browser is installed (as on CI).
+127.0.0.1, and its HTTP data API (the requests its web pages make); and the screenshot script's
+skip where no browser is installed (as on CI). (The profiler trace that --profile-steps records
+for TensorBoard's profile tab: tests/test_callbacks.py.)
 
 The endpoints are TensorBoard 2.x's: /data/plugins_listing (backend/application.py),
 /data/plugin/scalars/{tags,scalars}, /data/plugin/images/{tags,images,individualImage} and
@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import urllib.parse
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,29 +134,6 @@ def test_hparams_dashboard_lists_every_run_with_its_options_and_final_metrics(ur
         assert metrics.keys() == METRICS
         for tag in METRICS:
             assert metrics[tag] == (config.epochs, pytest.approx(float(final[tag]), rel=1e-6))
-
-
-def test_profile_steps_record_a_profiler_trace_of_exactly_those_steps(tmp_path):
-    # 128 images in batches of 32: 4 steps an epoch, so steps 3-5 span the epoch boundary.
-    config = Config(epochs=2, batch_size=32, noise_dim=8, jit=False, profile_steps="3,5")
-    train(config, tmp_path / "run", make_images(128))
-    traces = list((tmp_path / "run" / "plugins" / "profile").glob("*/*.xplane.pb"))
-    assert len(traces) == 1  # one trace: started once, stopped once
-    assert sorted(_marked_steps(traces[0])) == [3, 4, 5]
-
-
-def _marked_steps(trace: Path) -> list[int]:
-    """The step numbers of the "train" step markers in a profiler trace (an XSpace proto)."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    steps = []
-    for plane in xplane_pb2.XSpace.FromString(trace.read_bytes()).planes:
-        stat_names = {key: stat.name for key, stat in plane.stat_metadata.items()}
-        for event in (event for line in plane.lines for event in line.events):
-            if plane.event_metadata[event.metadata_id].name == "train":
-                stats = {stat_names[stat.metadata_id]: stat.int64_value for stat in event.stats}
-                steps.append(stats["step_num"])
-    return steps
 
 
 def test_screenshot_script_skips_with_a_clear_message_where_no_browser_is_installed(tmp_path):
