@@ -77,7 +77,8 @@ class GAN(keras.Model):
         self.noise_seed = keras.random.SeedGenerator(seed)
         self.augmentations = tuple(augment)
         if self.augmentations:  # created only when used: the textbook's variables stay as they were
-            self.augment_seed = keras.random.SeedGenerator(None if seed is None else seed + 1)
+            # each replica its own transformations, as each draws its own dropout masks
+            self.augment_seed = ReplicaSeedGenerator(None if seed is None else seed + 1)
         self.r1 = r1
         self.ema = ema
         self.ema_generator = _copy(generator) if ema else None
@@ -280,12 +281,13 @@ class GAN(keras.Model):
 
 
 class ReplicaSeedGenerator(keras.random.SeedGenerator):
-    """The SeedGenerator of a dropout layer (build_gan gives one to each): under N > 1 replicas,
-    `next()` folds the replica's id (replica_id_in_sync_group, 0..N-1 across every worker)
-    into the seed it returns, so that each replica draws its own dropout masks. The state
+    """The SeedGenerator of a dropout layer (build_gan gives one to each) and of --augment's
+    transformations: under N > 1 replicas, `next()` folds the replica's id
+    (replica_id_in_sync_group, 0..N-1 across every worker) into the seed it returns, so that
+    each replica draws its own dropout masks and transforms its own images its own way. The state
     itself advances as in a plain SeedGenerator, the same on every replica, so it stays
     mirrored and a checkpoint holds one value. With one replica, or outside a replica
-    context, `next()` is SeedGenerator's: a single-device run draws the masks it always did.
+    context, `next()` is SeedGenerator's: a single-device run draws what it always did.
 
     The seed is cast to int32 as Keras casts any seed for TensorFlow's stateless ops
     (keras.src.backend.tensorflow.random._cast_seed), then hashed with the replica id by

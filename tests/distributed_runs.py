@@ -149,6 +149,15 @@ def dropout_masks(strategy) -> np.ndarray:
     return np.stack([k.numpy() for k in strategy.experimental_local_results(kept)])
 
 
+def augmented(strategy) -> np.ndarray:
+    """The images of one --augment translation,cutout call (GAN._augment) on the same 8 images
+    on each replica: float (replicas, 8, 28, 28, 1)."""
+    model = build(strategy, augment="translation,cutout")
+    images = tf.constant(data.to_float(make_images(8)))
+    result = strategy.run(tf.function(lambda: model._augment(images)))
+    return np.stack([r.numpy() for r in strategy.experimental_local_results(result)])
+
+
 def overflow_on_one_replica(strategy) -> dict:
     """One loss-scaled update (GAN._apply, LossScaleOptimizer over SGD) of w = 1 with loss
     w^2, in which only the second replica's loss overflows. Returns each replica's w, the
@@ -227,6 +236,7 @@ def mirrored(out: Path) -> dict:
         results.update({f"{name}_bn/{k}": v for k, v in statistics.items()})
 
     results["dropout_masks"] = dropout_masks(mirrored)
+    results["augmented"] = augmented(mirrored)
 
     overflow = overflow_on_one_replica(mirrored)
     results.update({f"overflow/{k}": v for k, v in overflow.items()})

@@ -27,6 +27,7 @@ from distributed_runs import BATCH, EPOCHS, IMAGES, METRICS, NOISE_DIM
 from test_resume import _checkpoint_values, _history, _latest, _steps, _summaries
 
 from gan import data, distribute
+from gan.augment import diff_augment
 from gan.config import Config
 from gan.errors import UsageError
 from gan.gan import ReplicaSeedGenerator, build_gan
@@ -224,6 +225,29 @@ def test_mirrored_replicas_draw_their_own_dropout_masks(mirrored):
     assert masks.shape == (2, 8, 256)
     assert 0.6 < masks.mean() < 0.8  # 70% kept
     assert (masks[0] == masks[1]).mean() < 0.7
+
+
+def test_mirrored_replicas_augment_their_images_their_own_way(mirrored):
+    """--augment draws from a ReplicaSeedGenerator too: given the same images, the two
+    replicas shift and cut them differently (with one seed they would be equal)."""
+    augmented = mirrored["augmented"]
+    assert augmented.shape == (2, 8, 28, 28, 1)
+    assert not np.array_equal(augmented[0], augmented[1])
+
+
+def test_one_device_augments_as_a_plain_seed_generator_draws():
+    """With one replica, --augment's transformations are those of keras' own SeedGenerator of
+    the same seed: a single-device run with --augment trains as before."""
+    config = Config(batch_size=BATCH, noise_dim=NOISE_DIM, augment="translation,cutout", seed=3)
+    config = config.resolved(IMAGES, has_gpu=False)
+    model = build_gan(config)
+    assert type(model.augment_seed) is ReplicaSeedGenerator
+    plain = keras.random.SeedGenerator(config.seed + 1)
+    images = data.to_float(make_images(BATCH))
+    for _ in range(3):  # the seed state advances alike
+        np.testing.assert_array_equal(
+            model._augment(images), diff_augment(images, model.augmentations, plain)
+        )
 
 
 def test_one_device_draws_the_dropout_masks_of_a_plain_keras_dropout(monkeypatch):
