@@ -15,13 +15,16 @@ import contextlib
 import functools
 import json
 import os
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from gan.errors import UsageError
 
 
-def make_strategy(name: str):
+def make_strategy(name: str, join_timeout: float | None = None):
     """The tf.distribute.Strategy a --strategy value names.
 
     default: TensorFlow's default strategy: one device, and the step runs exactly as without
@@ -29,11 +32,58 @@ def make_strategy(name: str):
         its CPU devices (one, unless the process split the CPU into logical devices).
     multiworker: MultiWorkerMirroredStrategy over the cluster the TF_CONFIG environment
         variable describes (this machine alone without it). It must be created before
-        TensorFlow runs anything else in the process.
+        TensorFlow runs anything else in the process. Creating it waits until every worker
+        has joined; join_timeout: if that takes longer than this many seconds, the process
+        is stopped with one line on stderr (None: it waits for ever).
     """
     import tensorflow as tf
 
-    return tf.distribute.get_strategy() if name == "default" else _replicating_strategy(name)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name != "multiworker" or join_timeout is None:
+        return _replicating_strategy(name)
+    message = (
+        "python -m gan.train: error: the cluster of TF_CONFIG did not form within "
+        f"{join_timeout:g} s: a worker is missing (not started, or stopped before joining: see "
+        "its output); start the missing worker, or stop every worker and start them again "
+        "(--join-timeout sets the wait)"
+    )
+    with _killed_after(join_timeout, message):
+        return _replicating_strategy(name)
+
+
+# A watchdog process: while TensorFlow waits for the cluster it holds the GIL, retries for ever
+# and handles SIGTERM itself, so no thread or signal handler of the waiting process can stop it.
+_WATCHDOG = """
+import os, sys, time
+parent, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(seconds)
+if os.getppid() == parent:  # else the parent has ended, and its pid may be another's now
+    sys.stderr.write(message + "\\n")
+    sys.stderr.flush()
+    os.kill(parent, 9)
+"""
+
+
+@contextlib.contextmanager
+def _killed_after(seconds: float, message: str) -> Iterator[None]:
+    """Unless the block ends within `seconds`, `message` goes to stderr and this process is
+    killed (SIGKILL: exit status 137 in a shell): nothing has been written by then."""
+    try:
+        stderr = sys.stderr.fileno()  # the terminal's, also while TensorFlow's is held back
+    except (AttributeError, OSError, ValueError):
+        stderr = None
+    watchdog = subprocess.Popen(
+        [sys.executable, "-S", "-c", _WATCHDOG, str(os.getpid()), str(seconds), message],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()
 
 
 @functools.cache

@@ -33,11 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from gan import checkpoints, cli, data, distribute, rundir, safety
-from gan.cli import Parser, add_verbose_argument, data_source
+from gan.cli import Parser, add_verbose_argument, data_source, positive_number
 from gan.config import CHANGEABLE_ON_RESUME, Config, flag, parse_step_range
 from gan.errors import UsageError
 
 PROG = "python -m gan.train"
+JOIN_TIMEOUT = 600.0  # seconds a worker of a multiworker run waits for the others to join
 _CHIEF_FAILED = -1  # the epoch a multiworker run's chief sends the others when it cannot resume
 _SHARED_LOGDIR = "every worker must see --logdir at the same path, on a file system they share"
 
@@ -357,6 +358,8 @@ def _main(args: argparse.Namespace) -> int:
         [*PROG.split(), "--logdir", config.logdir, "--run", config.run, "--resume"]
     )
     note = "" if chief else " (the chief worker does; this one's output is discarded)"
+    # Joins the cluster, before anything is written (Training takes the same strategy).
+    distribute.make_strategy(config.strategy, args.join_timeout)
     try:
         with distribute.output_dir(run_dir, chief) as output:
             try:
@@ -422,6 +425,16 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run LOGDIR/RUN from its latest checkpoint with its saved "
         "config.json; flags that differ from the saved options are refused, except "
         + ", ".join(map(flag, CHANGEABLE_ON_RESUME)),
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=positive_number,
+        default=JOIN_TIMEOUT,
+        metavar="SECONDS",
+        help="--strategy multiworker: how long a worker waits for the others of TF_CONFIG's "
+        "cluster to join; then it stops with one line, killed (exit status 137), before "
+        "writing anything. A worker that stopped before joining (e.g. on a bad option) would "
+        f"otherwise keep the others waiting for ever (default: {JOIN_TIMEOUT:g})",
     )
     add_verbose_argument(parser)
     return parser

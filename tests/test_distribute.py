@@ -296,6 +296,20 @@ def _start_workers(commands: list[list], envs: list[dict] | None = None) -> list
     return workers
 
 
+def test_a_worker_whose_peer_never_joins_stops_in_one_line_after_join_timeout(tmp_path, data_dir):
+    """A worker of two started alone (its peer stopped before joining, e.g. on a bad option)
+    does not wait for ever: after --join-timeout it is stopped with one line, nothing
+    written. (Killed: TensorFlow holds the process while it waits for the cluster.)"""
+    args = ["-m", "gan.train", "--data", data_dir, "--logdir", tmp_path, "--run", "r"]
+    args += ["--strategy", "multiworker", "--join-timeout", 1]
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    env = {**os.environ, **_tf_config(cluster, "worker", 1)}  # the chief never comes
+    [(status, _, stderr)] = _finish([_python(*args, env=env)], timeout=120)
+    assert status == -signal.SIGKILL, stderr[-3000:]
+    assert stderr.count("\n") == 1 and "did not form within 1 s" in stderr, stderr
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("precision", [None, "float16"], ids=["float32", "float16"])
 def test_two_workers_train_identically_and_like_two_mirrored_replicas(
     tmp_path, mirrored, precision
@@ -534,7 +548,8 @@ def test_cli_trains_under_a_strategy_on_a_cpu_only_machine(tmp_path, data_dir, s
 def test_help_explains_the_scaling_flags():
     [(status, stdout, _)] = _finish([_python("-m", "gan.train", "--help")])
     assert status == 0
-    for text in ("--strategy {default,mirrored,multiworker}", "--mixed-precision", "TF_CONFIG"):
+    scaling = ("--strategy {default,mirrored,multiworker}", "--mixed-precision", "TF_CONFIG")
+    for text in (*scaling, "--join-timeout SECONDS"):
         assert text in stdout
 
 
