@@ -418,7 +418,7 @@ def test_help_explains_every_flag():
 def test_resume_help_lists_the_options_a_resumed_run_may_change():
     help_text = " ".join(run_cli("--help").stdout.split())
     resume_help = help_text[
-        help_text.index("--resume continue") : help_text.index("--verbose also")
+        help_text.index("--resume continue") : help_text.index("--join-timeout SECONDS --strategy")
     ]
     assert resume_help.endswith(", ".join(map(flag_of, CHANGEABLE_ON_RESUME)) + " ")
 
