@@ -1,8 +1,10 @@
 """How long each preset of gan.config.PRESETS trains on this machine, as a user runs it.
 
-    python -m experiments.preset_time [--epochs 10] [--data PATH] [--out FILE.md]
+    python -m experiments.preset_time [--epochs 10] [--data PATH] [--out FILE.md] [--variants]
 
-Runs `python -m gan.train --preset NAME --epochs EPOCHS` for each preset, one at a time, on
+Runs `python -m gan.train --preset NAME --epochs EPOCHS` for each preset (with --variants also
+`--preset best` with each variant the quality experiment tried, experiments.quality.WITH), one
+at a time, on
 the 10,000 MNIST digits (experiments.end_to_end.run_gan_train), takes its median epoch from
 history.csv (the first, which traces the step, left out) and projects the preset's own number
 of epochs: the training a user of `--preset NAME` waits for, without start-up, evaluations or
@@ -19,29 +21,37 @@ from pathlib import Path
 
 from experiments.end_to_end import run_gan_train
 from experiments.timing import from_project_root, report, training_run_parser
-from gan.config import PRESETS, Config
+from gan.config import PRESETS, Config, flag, shown
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = training_run_parser(
-        "python -m experiments.preset_time", __doc__, 10, "epochs timed", least=3
+        "python -m experiments.preset_time",
+        __doc__,
+        10,
+        "epochs timed",
+        least=3,
+        switches={
+            "--variants": "also time --preset best with each variant of the quality experiment "
+            "(experiments.quality.WITH: e.g. wider networks)"
+        },
     )(argv)
 
     lines = [
         f"`{shlex.join(['python', '-m', 'experiments.preset_time', *argv])}`",
         "",
-        "| preset | epochs timed | median epoch | steps/s | its epochs | projected training time "
-        "| start-up to the first epoch |",
+        "| preset (or best-with-VARIANT) | epochs timed | median epoch | steps/s | its epochs "
+        "| projected training time | start-up to the first epoch |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     from gan import data
 
     path = Path(args.data).resolve()
     images = len(data.load_path(path))
-    for name in PRESETS:
-        config = Config.from_options(preset=name)
-        run = run_gan_train(str(path), args.epochs, "--preset", name)
+    for name, options in runs(args.variants).items():
+        config = Config.from_options(**options)
+        run = run_gan_train(str(path), args.epochs, *flags(options))
         epoch = statistics.median(run["epoch_seconds"][1:])
         steps = config.steps_per_epoch(images)
         lines.append(
@@ -56,6 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report("\n".join(lines) + "\n", args.out)
     return 0
+
+
+def runs(variants: bool) -> dict:
+    """row name -> the gan.config.Config options it trains with: each preset, and with
+    `variants` best with each variant of experiments.quality.WITH ("best-with-NAME")."""
+    presets = {name: {"preset": name} for name in PRESETS}
+    if not variants:
+        return presets
+    from experiments.quality import WITH
+
+    return presets | {
+        f"best-with-{name}": {"preset": "best", **options} for name, options in WITH.items()
+    }
+
+
+def flags(options: dict) -> list[str]:
+    """The command-line flags that give `options` (Config field -> value)."""
+    return [text for name, value in options.items() for text in (flag(name), str(shown(value)))]
 
 
 def _minutes(seconds: float) -> str:

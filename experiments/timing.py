@@ -96,11 +96,16 @@ def machine() -> dict:
     }
 
 
-def training_run_parser(prog: str, doc: str, epochs: int, epochs_help: str, least: int):
+def training_run_parser(
+    prog: str, doc: str, epochs: int, epochs_help: str, least: int, switches: dict | None = None
+):
     """The command line of a script that times training runs (experiments.epoch_overhead,
-    experiments.preset_time): --epochs (at least `least`), --data, --out. Returns a function
-    argv -> parsed arguments, which exits with status 2 and one line for bad input."""
+    experiments.preset_time): --epochs (at least `least`), --data, --out, and the on/off
+    flags `switches` (flag -> help text). Returns a function argv -> parsed arguments, which
+    exits with status 2 and one line for bad input."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    for switch, text in (switches or {}).items():
+        parser.add_argument(switch, action="store_true", help=text)
     parser.add_argument(
         "--epochs", type=int, default=epochs, help=f"{epochs_help} (default: {epochs})"
     )

@@ -151,3 +151,16 @@ def test_preset_time_trains_each_preset_and_projects_its_epochs(data_dir, tmp_pa
         projected = 60 * int(minutes) + float(seconds)
         assert int(row[4]) == Config.from_options(preset=name).epochs
         assert projected == pytest.approx(epoch * int(row[4]), abs=0.01 * int(row[4]) + 0.5)
+
+
+def test_preset_time_variants_are_best_with_each_option_set_of_the_quality_experiment():
+    from experiments import preset_time, quality
+
+    runs = preset_time.runs(variants=True)
+    assert runs["best-with-wide"] == {"preset": "best", **quality.WITH["wide"]}
+    assert set(runs) == set(preset_time.runs(variants=False)) | {
+        f"best-with-{name}" for name in quality.WITH
+    }
+    assert preset_time.flags(runs["best-with-wide"]) == [
+        *("--preset", "best", "--g-hidden", "512,1024,1024", "--d-hidden", "1024,512")
+    ]
