@@ -360,6 +360,7 @@ def test_two_workers_train_identically_and_like_two_mirrored_replicas(
     assert (run_dir / "generator.keras").is_file() and (run_dir / "history.csv").is_file()
 
 
+@pytest.mark.slow
 def test_killed_workers_resume_bitwise_like_an_uninterrupted_two_worker_run(tmp_path):
     """Two workers on 127.0.0.1 train 4 epochs of 4 steps with --checkpoint-every 1 and
     --deterministic, beside an uninterrupted pair. Killed twice with SIGKILL and restarted

@@ -70,6 +70,7 @@ def _network_weights(run_dir) -> list[bytes]:
     ]
 
 
+@pytest.mark.slow
 def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run(tmp_path):
     """The issue's scenario: 4 epochs on 2,000 images with --deterministic, SIGKILL during
     epoch 3 (15 steps an epoch: global step 37 is epoch 3, step 7), then --resume. The resumed
@@ -114,6 +115,7 @@ def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
 def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, conditional):
     """Every state the quality options add (the generator's average, the decaying learning
@@ -161,6 +163,7 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, 
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(tmp_path, data_dir):
     logs = tmp_path / "logs"
     flags = ["--epochs", 3, "--data", data_dir, "--logdir", logs, "--run", "r"]
@@ -211,6 +214,7 @@ def _truncate_data(prefix):
     data_file.write_bytes(data_file.read_bytes()[:-100])
 
 
+@pytest.mark.slow
 def test_resume_skips_a_damaged_checkpoint_and_writes_every_epoch_once(tmp_path, data_dir):
     logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
     flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
@@ -229,6 +233,7 @@ def test_resume_skips_a_damaged_checkpoint_and_writes_every_epoch_once(tmp_path,
     assert _latest(run_dir) == "ckpt-4"
 
 
+@pytest.mark.slow
 def test_a_run_without_a_complete_checkpoint_restarts_in_place_from_epoch_0(tmp_path, data_dir):
     """As a kill or a full disk during ckpt-0 leaves a run: config.json, no checkpoint."""
     logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"

@@ -102,6 +102,7 @@ def flags(tmp_path, data_dir):
     return ["--data", data_dir, "--logdir", logs, "--run", "r", "--no-jit", "--noise-dim", 8]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to see a stopped process")
 @pytest.mark.parametrize("second", ["new", "resume", "evaluate"])
 def test_a_second_process_on_a_busy_run_exits_2_and_every_epoch_is_written_once(
@@ -201,6 +202,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", mount_point], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes_once_there_is_space(
     small_disk, tmp_path
 ):

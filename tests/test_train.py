@@ -313,6 +313,7 @@ def test_a_run_whose_config_json_holds_widths_as_text_resumes_with_them(tmp_path
         _resolve_config(_parser().parse_args([*resume, "--d-hidden", "16,8"]))
 
 
+@pytest.mark.slow
 def test_a_run_resumes_from_any_directory_and_with_its_data_moved(tmp_path, data_dir):
     """config.json holds absolute paths; --data may name the same images elsewhere."""
     relative = os.path.relpath(data_dir, PROJECT_ROOT)
