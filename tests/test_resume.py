@@ -214,11 +214,16 @@ def _truncate_data(prefix):
     data_file.write_bytes(data_file.read_bytes()[:-100])
 
 
+def _small_run(tmp_path, data_dir):
+    """LOGDIR, LOGDIR/r and the flags of a small run r that checkpoints every epoch."""
+    logs = tmp_path / "logs"
+    flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
+    return logs, logs / "r", [*flags, "--checkpoint-every", 1]
+
+
 @pytest.mark.slow
 def test_resume_skips_a_damaged_checkpoint_and_writes_every_epoch_once(tmp_path, data_dir):
-    logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
-    flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
-    flags += ["--checkpoint-every", 1]
+    logs, run_dir, flags = _small_run(tmp_path, data_dir)
     assert run_cli(*flags, "--epochs", 3).returncode == 0
     _truncate_data(run_dir / "checkpoints" / "ckpt-3")
     resumed = run_cli("--logdir", logs, "--run", "r", "--resume", "--epochs", 4)
@@ -236,9 +241,7 @@ def test_resume_skips_a_damaged_checkpoint_and_writes_every_epoch_once(tmp_path,
 @pytest.mark.slow
 def test_a_run_without_a_complete_checkpoint_restarts_in_place_from_epoch_0(tmp_path, data_dir):
     """As a kill or a full disk during ckpt-0 leaves a run: config.json, no checkpoint."""
-    logs, run_dir = tmp_path / "logs", tmp_path / "logs" / "r"
-    flags = ["--data", data_dir, "--logdir", logs, "--run", "r", "--noise-dim", 8, "--no-jit"]
-    flags += ["--checkpoint-every", 1]
+    logs, run_dir, flags = _small_run(tmp_path, data_dir)
     assert run_cli(*flags, "--epochs", 1).returncode == 0
     for path in (run_dir / "checkpoints").iterdir():
         path.unlink()
