@@ -4,11 +4,11 @@
 
 Runs `python -m gan.train --preset NAME --epochs EPOCHS` for each preset (with --variants also
 `--preset best` with each variant the quality experiment tried, experiments.quality.WITH), one
-at a time, on
-the 10,000 MNIST digits (experiments.end_to_end.run_gan_train), takes its median epoch from
-history.csv (the first, which traces the step, left out) and projects the preset's own number
-of epochs: the training a user of `--preset NAME` waits for, without start-up, evaluations or
-checkpoints. Run it on an otherwise idle machine: the load average is in the output.
+at a time, on the 10,000 MNIST digits (experiments.end_to_end.run_gan_train), takes its
+median epoch from history.csv (the first, which traces the step, left out) and projects the
+preset's own number of epochs: the training a user of `--preset NAME` waits for, without
+start-up, evaluations or checkpoints. Run it on an otherwise idle machine: the load average
+is in the output.
 """
 
 from __future__ import annotations

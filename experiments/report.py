@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gan import rundir  # no TensorFlow: the scripts' --help stays instant
-from gan.config import flag
+from gan.config import flag, shown
 
 if TYPE_CHECKING:
     from experiments.sweep import Experiment
@@ -162,7 +162,8 @@ def write_results(
 def format_report(
     experiment: Experiment, results: dict, real: dict, command: str, untrained=None
 ) -> str:
-    """The markdown of OUT/README.md; untrained: the runs not trained yet."""
+    """The markdown of OUT/README.md; untrained: the runs not trained yet (as write_results
+    takes them)."""
     configs = [r["config"] for r in results.values()]
     labelled = any("label_accuracy" in r["generated"] for r in results.values())
     varying = [
@@ -240,7 +241,7 @@ def format_report(
         "wall time: the whole run, compiling, evaluations and checkpoints included."
         f"{_LABELLED_NOTE if labelled else ''}",
         "",
-        *_untrained_note(untrained or {}, command),
+        *_untrained_note(untrained, command),
         (
             f"Samples (row k: the first {GRID_SIDE} scored images generated for class k):"
             if labelled
@@ -263,7 +264,7 @@ def format_report(
     return "\n".join(lines)
 
 
-def _untrained_note(untrained: dict, command: str) -> list[str]:
+def _untrained_note(untrained: dict | None, command: str) -> list[str]:
     """Lines naming the runs a partial report (--partial) leaves out, and the commands that
     train them: first a resume of each stopped one (untrained: name -> its resume command, or
     None for a run not started)."""
@@ -371,8 +372,6 @@ def _table(header: list, rows: list) -> str:
 
 def _value(value) -> str:
     """An option's value in a table: as the command line writes it (layer widths 256,512)."""
-    from gan.config import shown
-
     return "—" if value is None else str(shown(value))
 
 

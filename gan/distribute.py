@@ -175,8 +175,6 @@ def lost_worker(error: BaseException) -> bool:
     stopped or cannot be reached: an UnavailableError, which aborts the collective operations
     of every worker still running once the lost one misses its heartbeats (seconds after a
     SIGKILL) or refuses connections."""
-    import sys
-
     tf = sys.modules.get("tensorflow")  # not loaded: not TensorFlow's error
     return tf is not None and isinstance(error, tf.errors.UnavailableError)
 

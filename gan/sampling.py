@@ -5,8 +5,8 @@ training's evaluations (--eval-every).
 
 Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed) (draw_noise; optionally
 truncated), so a seed always gives the same images, and the first k images do not depend on
-how many are drawn. A conditional
-generator's images get their classes in turn (label_sequence).
+how many are drawn. A conditional generator's images get their classes in turn
+(label_sequence).
 
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
 after E epochs, among it `generator`, the list of the generator's variables. A checkpoint

@@ -358,7 +358,8 @@ def _main(args: argparse.Namespace) -> int:
         [*PROG.split(), "--logdir", config.logdir, "--run", config.run, "--resume"]
     )
     note = "" if chief else " (the chief worker does; this one's output is discarded)"
-    # Joins the cluster, before anything is written (Training takes the same strategy).
+    # A multiworker run joins its cluster here, before anything is written, within
+    # --join-timeout; Training then gets the same strategy (make_strategy keeps one per kind).
     distribute.make_strategy(config.strategy, args.join_timeout)
     try:
         with distribute.output_dir(run_dir, chief) as output:
