@@ -24,6 +24,7 @@ ARCHITECTURES = ("mlp", "mlp-bn", "dcgan")  # keys of gan.models.ARCHITECTURES (
 # The architectures whose hidden layers --g-hidden and --d-hidden set, with their defaults:
 # arch -> (generator's hidden widths, discriminator's hidden widths). dcgan's layers are fixed.
 MLP_HIDDEN = {"mlp": ((256, 512), (256,)), "mlp-bn": ((256, 512, 1024), (512, 256))}
+BATCHNORM_GENERATORS = ("mlp-bn", "dcgan")  # the generators with BatchNorm (--conditional-bn)
 STRATEGIES = ("default", "mirrored", "multiworker")  # see gan.distribute.make_strategy
 MIXED_PRECISIONS = ("float16", "bfloat16")
 LOSSES = ("nonsaturating", "hinge")  # keys of gan.losses.LOSSES
@@ -49,7 +50,12 @@ PRESETS = {
 # config.json without them is from then (e.g. an unconditional run), so they are filled in.
 # No other option is ever filled in with its default.
 # (checkpoint_interval: a run from before saves by the --checkpoint-every it records.)
-ADDED_LATER = {"conditional": False, "num_classes": None, "checkpoint_interval": 60.0}
+ADDED_LATER = {
+    "conditional": False,
+    "num_classes": None,
+    "checkpoint_interval": 60.0,
+    "conditional_bn": False,
+}
 
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
 # it lives. Every other option changes what the training steps compute, so it keeps its saved value.
@@ -213,6 +219,12 @@ class Config:
         "(Miyato & Koyama 2018). The labels come with the images: keras.datasets, the bundled "
         "digits, the *-labels-idx1-ubyte file beside each idx image file, or y_train/y_test "
         "in an .npz (see docs/training.md)",
+    )
+    conditional_bn: bool = _option(
+        False,
+        "with --conditional and --arch mlp-bn or dcgan: the label enters the generator as "
+        "conditional BatchNorm (a learned scale and shift per class in each BatchNorm layer) "
+        "instead of an embedding joined to the noise",
     )
     num_classes: int | None = _option(
         None,
@@ -397,6 +409,11 @@ class Config:
             )
         if self.num_classes is not None and not self.conditional:
             raise UsageError("--num-classes is for --conditional runs only")
+        if self.conditional_bn and not (self.conditional and self.arch in BATCHNORM_GENERATORS):
+            raise UsageError(
+                "--conditional-bn is for --conditional runs of --arch "
+                f"{' and '.join(BATCHNORM_GENERATORS)} (the generators with BatchNorm)"
+            )
         if widths and self.arch not in MLP_HIDDEN:
             raise UsageError(
                 f"--arch {self.arch} has fixed layers; {' and '.join(widths)} "

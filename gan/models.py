@@ -15,7 +15,9 @@ entry of ARCHITECTURES:
 architectures; None means the architecture's default (gan.config.MLP_HIDDEN).
 
 --conditional wraps any architecture's networks (`conditional_generator`,
-`projection_discriminator`): they then also take int32 labels (B,) in 0..num_classes-1.
+`projection_discriminator`): they then also take int32 labels (B,) in 0..num_classes-1. With
+--conditional-bn the generator of an architecture with BatchNorm takes the label through
+conditional BatchNorm instead (`conditional_bn_generator`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ BN_MOMENTUM = 0.8  # moving statistics follow the fast-changing generator closel
 # (50, as in the usual Keras conditional GANs). Through the first layer it adds a learned
 # vector per class to the pre-activations; 50 >= the 10 classes leaves those independent.
 LABEL_EMBEDDING = 50
-GENERATOR_EMBEDDING = "label_embedding"  # layer names: how a loaded network is recognised
+# Layer names: how a loaded network is recognised (a generator's label embeddings all start so).
+GENERATOR_EMBEDDING = "label_embedding"
 PROJECTION = "label_projection"
 
 
@@ -168,6 +171,9 @@ def generator_for(config) -> keras.Model:
     --conditional (with its resolved num_classes)."""
     if not config.conditional:
         return build_generator(config.arch, config.noise_dim, config.g_hidden)
+    if config.conditional_bn:
+        body = build_generator(config.arch, config.noise_dim, config.g_hidden)
+        return conditional_bn_generator(body, config.num_classes)
     body = build_generator(config.arch, config.noise_dim + LABEL_EMBEDDING, config.g_hidden)
     return conditional_generator(body, config.noise_dim, config.num_classes)
 
@@ -197,6 +203,37 @@ def conditional_generator(body: keras.Sequential, noise_dim: int, num_classes: i
     )
 
 
+def conditional_bn_generator(body: keras.Sequential, num_classes: int):
+    """[noise float32 (B, noise_dim), labels int32 (B,) in 0..num_classes-1] -> images float32
+    (B, 28, 28, 1) in [-1, 1]: the layers of `body`, an unconditional generator with
+    BatchNormalization, each BatchNormalization made conditional (de Vries et al. 2017, the
+    generator of Miyato & Koyama 2018): it normalises as before (same moving statistics) but
+    without its own scale and shift, then multiplies each channel by a learned scale of the
+    label's class (starting at 1) and adds a learned shift of the class (starting at 0). The
+    label thus reaches every layer with BatchNorm, and the noise enters alone."""
+    noise = keras.Input(body.inputs[0].shape[1:], name="noise")
+    labels = keras.Input((), dtype="int32", name="label")
+    hidden, count = noise, 0
+    for layer in body.layers:
+        if not isinstance(layer, layers.BatchNormalization):
+            hidden = layer(hidden)
+            continue
+        count += 1
+        plain = {**layer.get_config(), "center": False, "scale": False}
+        hidden = layers.BatchNormalization.from_config(plain)(hidden)
+        scale, shift = (
+            _class_vectors(labels, num_classes, hidden.shape[-1], name, start)
+            for name, start in (
+                (f"{GENERATOR_EMBEDDING}_scale_{count}", "ones"),
+                (f"{GENERATOR_EMBEDDING}_shift_{count}", "zeros"),
+            )
+        )
+        if len(hidden.shape) == 4:  # a vector per channel: (B, 1, 1, channels)
+            scale, shift = (layers.Reshape((1, 1, -1))(vector) for vector in (scale, shift))
+        hidden = layers.Add()([layers.Multiply()([hidden, scale]), shift])
+    return keras.Model([noise, labels], hidden, name="generator")
+
+
 def projection_discriminator(body: keras.Sequential, num_classes: int):
     """[images float32 (B, 28, 28, 1), labels int32 (B,)] -> logits float32 (B, 1): the
     projection discriminator of Miyato & Koyama (2018), logit = psi(phi(x)) + embed(y) . phi(x),
@@ -222,10 +259,8 @@ def generator_inputs(generator: keras.Model) -> tuple[int, int | None]:
     shapes = [tuple(tensor.shape) for tensor in generator.inputs]
     if len(shapes) == 1 and len(shapes[0]) == 2:
         return shapes[0][1], None
-    try:
-        classes = generator.get_layer(GENERATOR_EMBEDDING).kernel.shape[0]
-    except ValueError:
-        classes = None
+    embeddings = [layer for layer in generator.layers if layer.name.startswith(GENERATOR_EMBEDDING)]
+    classes = embeddings[0].kernel.shape[0] if embeddings else None
     if len(shapes) == 2 and len(shapes[0]) == 2 and len(shapes[1]) == 1 and classes:
         return shapes[0][1], classes
     raise ValueError(f"inputs {shapes} are neither noise nor (noise, label)")
@@ -256,15 +291,16 @@ def with_labels(batch, labels):
     return [keras.ops.convert_to_tensor(batch), keras.ops.convert_to_tensor(labels, "int32")]
 
 
-def _class_vectors(labels, num_classes: int, width: int, name: str):
-    """A learned vector of `width` numbers per class: int labels (B,) -> (B, width), through
-    a Dense layer without bias (named `name`) on the labels' one-hot, whose kernel rows are
-    the classes' vectors: an embedding table. Not keras.layers.Embedding, whose gradient is
-    an IndexedSlices: Keras' Adam (used under --strategy) squares its rows before adding
-    those of repeated labels, which gets the second moment wrong; and --spectral-norm's
-    keras.layers.SpectralNormalization casts a layer's output to its input's dtype, int here."""
+def _class_vectors(labels, num_classes: int, width: int, name: str, start="glorot_uniform"):
+    """A learned vector of `width` numbers per class: int labels (B,) -> (B, width), through a
+    Dense layer without bias (named `name`, its kernel initialised by `start`) on the labels'
+    one-hot, whose kernel rows are the classes' vectors: an embedding table. Not
+    keras.layers.Embedding, whose gradient is an IndexedSlices: Keras' Adam (used under
+    --strategy) squares its rows before adding those of repeated labels, which gets the second
+    moment wrong; and --spectral-norm's keras.layers.SpectralNormalization casts a layer's
+    output to its input's dtype, int here."""
     one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
-    return layers.Dense(width, use_bias=False, name=name)(one_hot)
+    return layers.Dense(width, use_bias=False, kernel_initializer=start, name=name)(one_hot)
 
 
 def _apply(stack, inputs):

@@ -133,6 +133,11 @@ def test_unknown_keys_in_json_are_rejected():
         ({"conditional": True, "num_classes": 1}, r"--num-classes must be in 2\.\.256"),
         ({"conditional": True, "num_classes": 257}, "--num-classes must be in"),
         ({"conditional": "yes"}, "--conditional must be true or false"),
+        ({"arch": "mlp-bn", "conditional_bn": True}, "--conditional-bn is for --conditional runs"),
+        (
+            {"conditional": True, "conditional_bn": True},  # the textbook's mlp: no BatchNorm
+            "--conditional-bn is for --conditional runs of --arch mlp-bn and dcgan",
+        ),
         ({"r1": 1.0, "mixed_precision": "float16"}, "--r1 needs the gradient"),
         (
             {"arch": "dcgan", "g_hidden": (256,), "d_hidden": (64,)},
@@ -313,7 +318,12 @@ def test_a_config_json_from_before_the_options_added_later_reads_as_it_trained()
     for name in ADDED_LATER:
         del values[name]
     assert Config.from_json(json.dumps(values)) == Config(epochs=3, checkpoint_every=1)
-    assert ADDED_LATER == {"conditional": False, "num_classes": None, "checkpoint_interval": 60.0}
+    assert ADDED_LATER == {
+        "conditional": False,
+        "num_classes": None,
+        "checkpoint_interval": 60.0,
+        "conditional_bn": False,
+    }
     del values["epochs"]  # any other option must still be there
     with pytest.raises(UsageError, match="^options missing from config: epochs$"):
         Config.from_json(json.dumps(values))

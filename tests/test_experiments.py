@@ -265,7 +265,8 @@ def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
     from gan.sampling import generate_with_labels
 
     mnist, fashion = conditional.EXPERIMENTS["mnist"], conditional.EXPERIMENTS["fashion"]
-    assert set(mnist.runs) == set(fashion.runs) == {"mlp-bn", "dcgan", "mlp-bn-best", "dcgan-best"}
+    assert set(fashion.runs) == {"mlp-bn", "dcgan", "mlp-bn-best", "dcgan-best"}
+    assert set(mnist.runs) == set(fashion.runs) | {"dcgan-cbn"}
     assert (fashion.dataset, fashion.label_accuracy_target, mnist.label_accuracy_target) == (
         "fashion_mnist",
         None,  # Fashion-MNIST: the label accuracy beside the classifier's, no target
@@ -281,7 +282,8 @@ def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
     for name, run in record["runs"].items():
         config, generated = run["config"], run["generated"]
         assert config["conditional"] is True and config["num_classes"] == 10
-        assert config["arch"] == name.removesuffix("-best")
+        assert config["arch"] == name.removesuffix("-best").removesuffix("-cbn")
+        assert config["conditional_bn"] == name.endswith("-cbn")
         assert all((config[k] == v) == name.endswith("-best") for k, v in techniques.items())
         assert 0 <= generated["label_accuracy"] <= 1
         assert len(generated["label_accuracy_per_class"]) == 10

@@ -90,6 +90,7 @@ ISOLATION_CASES = [
         {**CONDITIONAL, "augment": "translation,cutout", "ema": 0.9},
         id="mlp-bn-conditional-augment-ema",
     ),
+    pytest.param("dcgan", {**CONDITIONAL, "conditional_bn": True}, id="dcgan-conditional-bn"),
 ]
 
 

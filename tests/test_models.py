@@ -249,6 +249,62 @@ def test_every_conditional_generator_draws_the_class_it_is_given(arch):
     assert np.abs(np.asarray(other)).max() <= 1  # tanh range
 
 
+@pytest.mark.parametrize("arch", config.BATCHNORM_GENERATORS)
+def test_a_conditional_bn_generator_draws_the_class_it_is_given_and_loads_back(arch, tmp_path):
+    generator = models.generator_for(_conditional(arch, conditional_bn=True))
+    assert models.generator_inputs(generator) == (8, CLASSES)
+    # The per-class scales start at 1 and the shifts at 0: every class draws alike at first.
+    noise = np.repeat(np.random.default_rng(0).standard_normal((1, 8)), 2, 0).astype("float32")
+    same, other = (
+        np.asarray(generator(models.with_labels(noise, labels), training=False))
+        for labels in ([4, 4], [4, 5])
+    )
+    np.testing.assert_array_equal(same, other)
+    shifts = [layer for layer in generator.layers if "_shift_" in layer.name]
+    for layer in shifts:
+        layer.kernel.assign(np.random.default_rng(1).standard_normal(layer.kernel.shape))
+    other = np.asarray(generator(models.with_labels(noise, [4, 5]), training=False))
+    assert np.abs(other[0] - other[1]).max() > 0.01  # another class: another image
+    generator.save(tmp_path / "generator.keras")
+    loaded = keras.models.load_model(tmp_path / "generator.keras")
+    assert models.generator_inputs(loaded) == (8, CLASSES)
+    np.testing.assert_array_equal(loaded(models.with_labels(noise, [4, 5])), other)
+
+
+def test_conditional_bn_normalises_then_scales_and_shifts_by_the_class_by_hand():
+    """mlp-bn with --conditional-bn, by hand in float64 outside training: each hidden layer is
+    h = leaky(h W + b), then (h - mean) / sqrt(var + eps) * scale[y] + shift[y] with the
+    moving statistics and the class's learned vectors; the noise enters alone."""
+    generator = models.generator_for(_conditional("mlp-bn", conditional_bn=True, g_hidden=(16,)))
+    rng = np.random.default_rng(2)
+    tables = {}
+    for layer in generator.layers:
+        if layer.name.startswith(models.GENERATOR_EMBEDDING):
+            layer.kernel.assign(rng.standard_normal(layer.kernel.shape))
+            tables[layer.name.split("_")[2]] = _float64(layer)[0]
+    (norm,) = [
+        layer for layer in generator.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    norm.moving_mean.assign(rng.standard_normal(16))
+    norm.moving_variance.assign(rng.uniform(0.5, 2, 16))
+    assert not norm.center and not norm.scale  # the class's vectors replace gamma and beta
+    (w1, b1), (w2, b2) = (
+        _float64(layer)
+        for layer in generator.layers
+        if isinstance(layer, keras.layers.Dense) and layer.name.startswith("dense")
+    )
+    noise = rng.standard_normal((5, 8)).astype(np.float32)
+    labels = np.array([0, 3, 3, 7, 9], np.int32)
+    hidden = noise.astype(np.float64) @ w1 + b1
+    hidden = np.where(hidden > 0, hidden, models.LEAK * hidden)
+    mean, variance = (np.asarray(v, np.float64) for v in (norm.moving_mean, norm.moving_variance))
+    hidden = (hidden - mean) / np.sqrt(variance + norm.epsilon)
+    hidden = hidden * tables["scale"][labels] + tables["shift"][labels]
+    expected = np.tanh(hidden @ w2 + b2)
+    images = generator(models.with_labels(noise, labels), training=False)
+    np.testing.assert_allclose(np.asarray(images).reshape(5, -1), expected, atol=1e-5)
+
+
 def test_projection_discriminator_logit_is_psi_of_phi_plus_the_class_vector_dot_phi():
     """logit = psi(phi(x)) + embed(y) . phi(x) (Miyato & Koyama 2018), by hand for mlp:
     phi(x) = relu(x W1 + b1) (dropout is off outside training), psi(h) = h w2 + b2."""
