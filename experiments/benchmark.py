@@ -51,6 +51,7 @@ from experiments.timing import (
 )
 from gan import data
 from gan.config import Config, steps_per_epoch
+from gan.tables import markdown_table
 
 TEXTBOOK_EPOCHS, TEXTBOOK_IMAGES = 100, 60_000  # the chapter: 100 epochs of MNIST's training set
 
@@ -185,15 +186,22 @@ def markdown(results: dict) -> str:
         f"{ceiling:.0f} GFLOP/s (4096x4096 fp32 matmul); at the step's own layer shapes: "
         f"{results['layer_shape_ceiling_gflops']:.0f} GFLOP/s.",
         "",
-        "| variant | steps/s | vs textbook | vs default | GFLOP/s | % of matmul ceiling |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        markdown_table(
+            ["variant", "steps/s", "vs textbook", "vs default", "GFLOP/s", "% of matmul ceiling"],
+            [
+                [
+                    name,
+                    f"{rates[name]:.1f}",
+                    f"{rates[name] / textbook:.1f}x",
+                    f"{rates[name] / default:.2f}x",
+                    f"{v['gflops']:.0f}",
+                    f"{100 * v['gflops'] / ceiling:.0f} %",
+                ]
+                for name, v in results["variants"].items()
+            ],
+            numbers_from=1,
+        ),
     ]
-    for name, v in results["variants"].items():
-        lines.append(
-            f"| {name} | {rates[name]:.1f} | {rates[name] / textbook:.1f}x "
-            f"| {rates[name] / default:.2f}x | {v['gflops']:.0f} "
-            f"| {100 * v['gflops'] / ceiling:.0f} % |"
-        )
     trains = results["textbook_discriminator_trains"]
     lines += [
         "",
@@ -251,26 +259,30 @@ def _end_to_end_markdown(runs: dict, textbook: float, default: float, batch: int
         ),
         "peak resident memory, MB": lambda r: f"{r['peak_rss_mb']:.0f}",
     }
-    lines = [
+    phases = [
+        [phase, *(f"{r['startup_seconds'][phase]:.2f}" for r in columns)]
+        for phase in columns[0]["startup_seconds"]
+    ]
+    total = ["total", *(f"**{sum(r['startup_seconds'].values()):.2f}**" for r in columns)]
+    return [
         "`python -m gan.train --data DATA --epochs N` end to end, in a fresh process (shortest "
         "time of each command over the rounds):",
         "",
-        "| | " + " | ".join(f"{r['images']:,} images" for r in columns) + " |",
-        "| --- |" + " ---: |" * len(columns),
-        *(f"| {row} | " + " | ".join(map(cell, columns)) + " |" for row, cell in rows.items()),
+        markdown_table(
+            ["", *(f"{r['images']:,} images" for r in columns)],
+            [[row, *map(cell, columns)] for row, cell in rows.items()],
+            numbers_from=1,
+        ),
         "",
         "Start-up to the first step, phase by phase (experiments/startup.py in a fresh process; "
         "shortest of the rounds):",
         "",
-        "| phase | " + " | ".join(f"{r['images']:,} images, s" for r in columns) + " |",
-        "| --- |" + " ---: |" * len(columns),
+        markdown_table(
+            ["phase", *(f"{r['images']:,} images, s" for r in columns)],
+            [*phases, total],
+            numbers_from=1,
+        ),
     ]
-    for phase in columns[0]["startup_seconds"]:
-        cells = " | ".join(f"{r['startup_seconds'][phase]:.2f}" for r in columns)
-        lines.append(f"| {phase} | {cells} |")
-    totals = " | ".join(f"**{sum(r['startup_seconds'].values()):.2f}**" for r in columns)
-    lines.append(f"| total | {totals} |")
-    return lines
 
 
 if __name__ == "__main__":

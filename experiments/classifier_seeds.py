@@ -21,6 +21,7 @@ from gan.classifier import ClassifierSpec
 from gan.evaluation import SCORES, Evaluator
 from gan.rundir import read_config
 from gan.sampling import GeneratorSource, generate
+from gan.tables import markdown_table
 
 COLUMNS = [  # (heading, result part, score name, format)
     ("classifier accuracy", "real", "classifier_accuracy", "{:.4f}"),
@@ -71,6 +72,16 @@ def main(argv=None) -> int:
 
 def _markdown(args, source, count: int, rows: np.ndarray) -> str:
     command = shlex.join(["python", "-m", "experiments.classifier_seeds", *sys.argv[1:]])
+    mean = rows.mean(axis=0)
+    sd = rows.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros_like(mean)
+    table = markdown_table(
+        ["classifier seed", *(heading for heading, *_ in COLUMNS)],
+        [
+            *([seed, *_cells(row)] for seed, row in zip(args.seeds, rows, strict=True)),
+            ["mean ± sd", *(f"{m} ± {s}" for m, s in zip(_cells(mean), _cells(sd), strict=True))],
+        ],
+        numbers_from=0,
+    )
     lines = [
         f"# Scores of {source.describe()} under classifiers trained with different seeds",
         "",
@@ -79,15 +90,8 @@ def _markdown(args, source, count: int, rows: np.ndarray) -> str:
         f"{count} samples (noise seed 0) against the reference half of the real images; "
         f"'real' is the held-out half ({', '.join(SCORES)}).",
         "",
-        "| classifier seed | " + " | ".join(heading for heading, *_ in COLUMNS) + " |",
-        "| ---: |" + " ---: |" * len(COLUMNS),
+        table,
     ]
-    for seed, row in zip(args.seeds, rows, strict=True):
-        lines.append(f"| {seed} | " + " | ".join(_cells(row)) + " |")
-    mean = rows.mean(axis=0)
-    sd = rows.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros_like(mean)
-    cells = [f"{m} ± {s}" for m, s in zip(_cells(mean), _cells(sd), strict=True)]
-    lines.append("| mean ± sd | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

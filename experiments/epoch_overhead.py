@@ -23,6 +23,7 @@ from pathlib import Path
 
 from experiments.timing import machine, report, training_run_parser
 from gan.config import Config
+from gan.tables import markdown_table
 
 HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin", "on_train_batch_end")
 VARIANTS = {
@@ -120,30 +121,32 @@ def markdown(results: dict, image_count: int, epochs: int, command: str) -> str:
     """The table: one row per callback, one column pair per variant; then the epoch's steps
     (the rest) and the callbacks' total as a share of them."""
     names = sorted({name for result in results.values() for name in result["callbacks_ms"]})
-    head = " | ".join(f"{variant}: ms / epoch | % of steps" for variant in results)
+    header = ["callback"]
+    for variant in results:
+        header += [f"{variant}: ms / epoch", "% of steps"]
+    steps = {variant: _steps_ms(result) for variant, result in results.items()}
+    rows = []
+    for name in names:
+        cells = [name]
+        for variant, result in results.items():
+            ms = result["callbacks_ms"].get(name, 0.0)
+            cells += [f"{ms:.1f}", f"{100 * ms / steps[variant]:.1f} %"]
+        rows.append(cells)
+    total = ["all callbacks"]
+    for variant, result in results.items():
+        ms = sum(result["callbacks_ms"].values())
+        total += [f"**{ms:.1f}**", f"**{100 * ms / steps[variant]:.1f} %**"]
+    rest = ["the epoch's steps (the rest)"]
+    for variant in results:
+        rest += [f"{steps[variant]:.1f}", ""]
     lines = [
         f"`{command}`",
         "",
         f"Machine: {_machine_line()}. The default configuration on {image_count:,} images, "
         f"{epochs} epochs; means over epochs 2 to {epochs - 1}.",
         "",
-        f"| callback | {head} |",
-        "| --- |" + " ---: | ---: |" * len(results),
+        markdown_table(header, [*rows, total, rest], numbers_from=1),
     ]
-    steps = {variant: _steps_ms(result) for variant, result in results.items()}
-    for name in names:
-        cells = []
-        for variant, result in results.items():
-            ms = result["callbacks_ms"].get(name, 0.0)
-            cells += [f"{ms:.1f}", f"{100 * ms / steps[variant]:.1f} %"]
-        lines.append(f"| {name} | {' | '.join(cells)} |")
-    total = []
-    for variant, result in results.items():
-        ms = sum(result["callbacks_ms"].values())
-        total += [f"**{ms:.1f}**", f"**{100 * ms / steps[variant]:.1f} %**"]
-    lines.append(f"| all callbacks | {' | '.join(total)} |")
-    rest = [cell for variant in results for cell in (f"{steps[variant]:.1f}", "")]
-    lines.append(f"| the epoch's steps (the rest) | {' | '.join(rest)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from experiments.timing import DEFAULT_DATA, CompiledStep, machine, time_in_rounds
 from gan import data
 from gan.config import Config
+from gan.tables import markdown_table
 
 PRECISIONS = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -47,10 +48,16 @@ def main() -> None:
             name: {"steps_per_second": best[name], "rounds": rates[name]} for name in rates
         },
     }
-    print("| precision | steps/s (best of rounds) | vs float32 |")
-    print("| --- | ---: | ---: |")
-    for name, rate in best.items():
-        print(f"| {name} | {rate:.1f} | {rate / best['float32']:.2f}x |")
+    print(
+        markdown_table(
+            ["precision", "steps/s (best of rounds)", "vs float32"],
+            [
+                [name, f"{rate:.1f}", f"{rate / best['float32']:.2f}x"]
+                for name, rate in best.items()
+            ],
+            numbers_from=1,
+        )
+    )
     print(f"load average at the end: {results['machine']['load_average_at_end']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

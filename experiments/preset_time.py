@@ -22,6 +22,7 @@ from pathlib import Path
 from experiments.end_to_end import run_gan_train
 from experiments.timing import from_project_root, report, training_run_parser
 from gan.config import PRESETS, Config, flag, shown
+from gan.tables import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,27 +39,40 @@ def main(argv: list[str] | None = None) -> int:
         },
     )(argv)
 
-    lines = [
-        f"`{shlex.join(['python', '-m', 'experiments.preset_time', *argv])}`",
-        "",
-        "| preset (or best-with-VARIANT) | epochs timed | median epoch | steps/s | its epochs "
-        "| projected training time | start-up to the first epoch |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
     from gan import data
 
     path = Path(args.data).resolve()
     images = len(data.load_path(path))
+    rows = []
     for name, options in runs(args.variants).items():
         config = Config.from_options(**options)
         run = run_gan_train(str(path), args.epochs, *flags(options))
         epoch = statistics.median(run["epoch_seconds"][1:])
         steps = config.steps_per_epoch(images)
-        lines.append(
-            f"| {name} | {args.epochs} | {epoch:.2f} s | {steps / epoch:.1f} | {config.epochs} "
-            f"| {_minutes(epoch * config.epochs)} | {run['to_training_line_seconds']:.1f} s |"
+        rows.append(
+            [
+                name,
+                args.epochs,
+                f"{epoch:.2f} s",
+                f"{steps / epoch:.1f}",
+                config.epochs,
+                _minutes(epoch * config.epochs),
+                f"{run['to_training_line_seconds']:.1f} s",
+            ]
         )
-    lines += [
+    header = [
+        "preset (or best-with-VARIANT)",
+        "epochs timed",
+        "median epoch",
+        "steps/s",
+        "its epochs",
+        "projected training time",
+        "start-up to the first epoch",
+    ]
+    lines = [
+        f"`{shlex.join(['python', '-m', 'experiments.preset_time', *argv])}`",
+        "",
+        markdown_table(header, rows, numbers_from=1),
         "",
         f"On {from_project_root(path)}: {images:,} images ({os.cpu_count()} cores; "
         f"load average {os.getloadavg()[0]:.1f} at the "

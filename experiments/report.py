@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from gan import rundir  # no TensorFlow: the scripts' --help stays instant
 from gan.config import flag, shown
+from gan.tables import markdown_table
 
 if TYPE_CHECKING:
     from experiments.sweep import Experiment
@@ -228,7 +229,7 @@ def format_report(
     lines = [
         f"# {experiment.title}",
         "",
-        _table(header, rows),
+        markdown_table(header, rows),
         "",
         f"Every run: {', '.join(f'{k} {v}' for k, v in shared.items())}. Scores of "
         f"{real['n']:,} samples (noise seed 0) against the real images with gan.evaluate; the "
@@ -248,7 +249,7 @@ def format_report(
             else "Samples (the first 100 scored images of each run):"
         ),
         "",
-        _table(list(results), [grids]),
+        markdown_table(list(results), [grids]),
         "",
         *_repeats_section(experiment, results, real),
         "Scores during training, by epoch and by training wall time (the seconds of the "
@@ -357,17 +358,18 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
         f"{TARGET_CLASSES} classes covered, KL <= {experiment.kl_target} and Fréchet distance "
         f"<= {TARGET_FD}, on the means over the seeds."
     )
-    return ["Mean ± standard deviation over seeds:", "", _table(header, rows), "", target, ""]
+    return [
+        "Mean ± standard deviation over seeds:",
+        "",
+        markdown_table(header, rows),
+        "",
+        target,
+        "",
+    ]
 
 
 def _mean_sd(values: list, digits: int) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def _table(header: list, rows: list) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _value(value) -> str:

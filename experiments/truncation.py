@@ -19,6 +19,7 @@ import sys
 
 from experiments.report import confidence
 from experiments.timing import from_project_root, report
+from gan.tables import markdown_table
 
 RUNS = [f"logs/experiments/quality/mnist/{name}" for name in ("best", "best-seed1", "best-seed2")]
 TRUNCATIONS = [None, 2.0, 1.5, 1.0, 0.5]
@@ -72,25 +73,36 @@ def _score(runs: list[str], truncations: list, cache_dir) -> tuple[list, dict]:
 
 
 def _table(rows: list, real: dict, command: str) -> str:
+    header = [
+        "run",
+        "T",
+        "Fréchet distance ↓",
+        "classifier score (÷ real) ↑",
+        "classes covered",
+        "KL(classes ‖ uniform) ↓",
+        "mean entropy (nats)",
+        "classifier sure (p > 0.99)",
+    ]
+    named = [(from_project_root(run), "none" if t is None else t, g) for run, t, g in rows]
+    cells = [
+        [
+            run,
+            truncation,
+            f"{g['frechet_distance']:.2f}",
+            f"{g['classifier_score']:.3f} ({g['classifier_score'] / real['classifier_score']:.3f})",
+            g["classes_covered"],
+            f"{g['class_kl']:.4f}",
+            f"{g['mean_entropy']:.3f}",
+            f"{100 * g['sure']:.0f} %",
+        ]
+        for run, truncation, g in [*named, ("real images (held-out half)", "", real)]
+    ]
     lines = [
         "# The truncation trick",
         "",
         f"`{command}`",
         "",
-        "| run | T | Fréchet distance ↓ | classifier score (÷ real) ↑ | classes covered "
-        "| KL(classes ‖ uniform) ↓ | mean entropy (nats) | classifier sure (p > 0.99) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    named = [(from_project_root(run), "none" if t is None else t, g) for run, t, g in rows]
-    for run, truncation, g in [*named, ("real images (held-out half)", "", real)]:
-        ratio = g["classifier_score"] / real["classifier_score"]
-        lines.append(
-            f"| {run} | {truncation} "
-            f"| {g['frechet_distance']:.2f} | {g['classifier_score']:.3f} ({ratio:.3f}) "
-            f"| {g['classes_covered']} | {g['class_kl']:.4f} | {g['mean_entropy']:.3f} "
-            f"| {100 * g['sure']:.0f} % |"
-        )
-    lines += [
+        markdown_table(header, cells, numbers_from=2),
         "",
         f"{real['n']:,} samples per row (noise seed 0), scored with gan.evaluate's protocol "
         "against the held-out real images (the last row). T: the noise is N(0, 1) truncated "

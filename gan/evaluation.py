@@ -35,6 +35,7 @@ import numpy as np
 
 from gan import data
 from gan.errors import UsageError
+from gan.tables import markdown_table
 
 SPLIT_SEED = 0
 SCORES = ("frechet_distance", "classifier_score", "classes_covered", "class_kl")
@@ -209,30 +210,39 @@ def format_table(result: dict, label: str) -> str:
     share of each class by the classifier's vote, and the classifier's accuracy."""
     generated, real = result["generated"], result["real"]
     real_label = "real (held-out half of the real images)"
-    rows = [
-        "| images | n | Fréchet distance ↓ | classifier score ↑ | classes covered ↑ "
-        "| KL(classes ‖ uniform) ↓ |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        _table_row(label, generated),
-        _table_row(real_label, real),
-        "",
-        "| % of images per class | " + " | ".join(map(str, range(10))) + " |",
-        "| --- |" + " ---: |" * 10,
-        _histogram_row(label, generated),
-        _histogram_row(real_label, real),
+    header = [
+        "images",
+        "n",
+        "Fréchet distance ↓",
+        "classifier score ↑",
+        "classes covered ↑",
+        "KL(classes ‖ uniform) ↓",
+    ]
+    parts = [
+        markdown_table(
+            header,
+            [_score_cells(label, generated), _score_cells(real_label, real)],
+            numbers_from=1,
+        ),
+        markdown_table(
+            ["% of images per class", *range(10)],
+            [_histogram_cells(label, generated), _histogram_cells(real_label, real)],
+            numbers_from=1,
+        ),
     ]
     if "label_accuracy" in generated:
-        rows += ["", *_conditional_rows(label, generated, real_label, real)]
+        parts += _conditional_tables(label, generated, real_label, real)
     classifier = result["classifier"]
     origin = "loaded from" if classifier["cached"] else "trained and saved to"
-    return "\n".join(rows) + (
-        f"\n\nClassifier: {100 * real['classifier_accuracy']:.2f} % accurate on the "
+    parts.append(
+        f"Classifier: {100 * real['classifier_accuracy']:.2f} % accurate on the "
         f"{real['n']} held-out real images; {origin} {classifier['path']}"
     )
+    return "\n\n".join(parts)
 
 
-# The conditional parts of the table: title, first column, the overall score, the per-class
-# scores, scale and decimals of the cells.
+# The conditional tables: title, first column, the overall score, the per-class scores, scale
+# and decimals of the cells.
 _CONDITIONAL_PARTS = (
     ("label accuracy (%) ↑", "all", "label_accuracy", "label_accuracy_per_class", 100, 1),
     (
@@ -246,35 +256,36 @@ _CONDITIONAL_PARTS = (
 )
 
 
-def _conditional_rows(label: str, generated: dict, real_label: str, real: dict) -> list[str]:
-    """Markdown rows of the label accuracy (%) and the Fréchet distance within each class,
-    overall and per class, of the samples and of the real floor."""
+def _conditional_tables(label: str, generated: dict, real_label: str, real: dict) -> list[str]:
+    """Markdown tables of the label accuracy (%) and of the Fréchet distance within each
+    class, overall and per class, of the samples and of the real floor ("—" for a class
+    without a score)."""
     classes = len(generated["label_accuracy_per_class"])
-    rows = []
+    tables = []
     for title, first, overall, per_class, scale, digits in _CONDITIONAL_PARTS:
-        if rows:
-            rows.append("")
-        rows += [
-            f"| {title} | {first} | " + " | ".join(map(str, range(classes))) + " |",
-            "| --- |" + " ---: |" * (classes + 1),
-        ]
+        rows = []
         for name, scores in ((label, generated), (real_label, real)):
             values = [scores[overall], *scores[per_class]]
-            cells = ["—" if v is None else f"{scale * v:.{digits}f}" for v in values]
-            rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return rows
+            rows.append([name, *("—" if v is None else f"{scale * v:.{digits}f}" for v in values)])
+        tables.append(markdown_table([title, first, *range(classes)], rows, numbers_from=1))
+    return tables
 
 
-def _histogram_row(label: str, scores: dict) -> str:
-    return f"| {label} | " + " | ".join(f"{100 * h:.1f}" for h in scores["class_histogram"]) + " |"
+def _histogram_cells(label: str, scores: dict) -> list[str]:
+    """A table row: the label, then each class's share of the images in %."""
+    return [label, *(f"{100 * h:.1f}" for h in scores["class_histogram"])]
 
 
-def _table_row(label: str, scores: dict) -> str:
-    return (
-        f"| {label} | {scores['n']} | {scores['frechet_distance']:.3f} "
-        f"| {scores['classifier_score']:.3f} | {scores['classes_covered']} "
-        f"| {scores['class_kl']:.4f} |"
-    )
+def _score_cells(label: str, scores: dict) -> list:
+    """A table row: the label, the number of images and their scores."""
+    return [
+        label,
+        scores["n"],
+        f"{scores['frechet_distance']:.3f}",
+        f"{scores['classifier_score']:.3f}",
+        scores["classes_covered"],
+        f"{scores['class_kl']:.4f}",
+    ]
 
 
 def format_line(result: dict) -> str:
