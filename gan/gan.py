@@ -107,6 +107,14 @@ class GAN(keras.Model):
         d_optimizer.build(self.discriminator.trainable_variables)
         g_optimizer.build(self.generator.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the networks are built with their Input layers and the optimizers
+        in compile. Keras' TensorFlow trainer would otherwise, under a strategy, reduce the
+        first batch over the replicas to build the model from it, which
+        MultiWorkerMirroredStrategy cannot do for a conditional GAN's (images, labels) pair
+        across workers (its reduce takes one tensor, not a pair). Without a strategy Keras
+        skips it too."""
+
     @property
     def metrics(self):
         # Listed here so Keras resets them at the start of every epoch.

@@ -28,6 +28,12 @@ from conftest import make_images  # noqa: E402
 
 IMAGES, BATCH, EPOCHS, NOISE_DIM = 64, 16, 2, 8  # 4 steps an epoch, 8 images per replica
 CLASSES = 10  # --conditional runs: image i is labelled i mod 10
+# The two-worker test's cases: name -> options besides --strategy
+TWO_WORKER_CASES = {
+    "float32": {},
+    "float16": {"mixed_precision": "float16"},
+    "conditional": {"conditional": True},
+}
 METRICS = ("d_loss", "g_loss", "d_real", "d_fake")
 
 
@@ -241,12 +247,16 @@ def mirrored(out: Path) -> dict:
     overflow = overflow_on_one_replica(mirrored)
     results.update({f"overflow/{k}": v for k, v in overflow.items()})
 
-    # The training function of the CLI, dropout on, for the two-worker test to compare with.
-    for precision in (None, "float16"):
-        changes = {"strategy": "mirrored", "mixed_precision": precision}
-        model = gan.train.train(config(**changes), out / f"run-{precision}", make_images(IMAGES))
-        results.update({f"train-{precision}/{k}": v for k, v in variables(model).items()})
-        results.update({f"train-{precision}/{k}": v for k, v in history(model).items()})
+    # The training function of the CLI, dropout on, for the two-worker test to compare with
+    # (conditional: on images labelled i mod CLASSES).
+    for case in TWO_WORKER_CASES:
+        changes = {"strategy": "mirrored", **TWO_WORKER_CASES[case]}
+        labels = np.arange(IMAGES) % CLASSES if changes.get("conditional") else None
+        model = gan.train.train(
+            config(**changes), out / f"run-{case}", make_images(IMAGES), labels=labels
+        )
+        results.update({f"train-{case}/{k}": v for k, v in variables(model).items()})
+        results.update({f"train-{case}/{k}": v for k, v in history(model).items()})
     return results
 
 

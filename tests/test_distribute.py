@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, make_images, write_idx
-from distributed_runs import BATCH, EPOCHS, IMAGES, METRICS, NOISE_DIM
+from distributed_runs import BATCH, CLASSES, EPOCHS, IMAGES, METRICS, NOISE_DIM, TWO_WORKER_CASES
 from test_resume import _checkpoint_values, _history, _latest, _steps, _summaries
 
 from gan import data, distribute
@@ -310,23 +310,28 @@ def test_a_worker_whose_peer_never_joins_stops_in_one_line_after_join_timeout(tm
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("precision", [None, "float16"], ids=["float32", "float16"])
-def test_two_workers_train_identically_and_like_two_mirrored_replicas(
-    tmp_path, mirrored, precision
-):
+@pytest.mark.parametrize("case", TWO_WORKER_CASES)
+def test_two_workers_train_identically_and_like_two_mirrored_replicas(tmp_path, mirrored, case):
     """Two processes on 127.0.0.1 run `python -m gan.train --strategy multiworker` (through
     gan.train.main, keeping the model for this test) as a TF_CONFIG cluster of two workers
     sharing one --logdir. Each worker holds one replica: the pair trains exactly like
     MirroredStrategy over two devices (replica i draws the dropout masks and noise rows of
     replica i there).
-    float16 adds loss scaling, whose skip-or-apply decision all workers must share."""
+    float16 adds loss scaling, whose skip-or-apply decision all workers must share;
+    conditional, the labels: each worker takes its rows of the batch's real and fake labels."""
+    options = TWO_WORKER_CASES[case]
+    precision = options.get("mixed_precision")
     images = write_idx(tmp_path / "images-idx3-ubyte", make_images(IMAGES))
+    if options.get("conditional"):  # image i is labelled i mod CLASSES, as in the mirrored run
+        labels = (np.arange(IMAGES) % CLASSES).astype(np.uint8)
+        write_idx(tmp_path / "labels-idx1-ubyte", labels)
     logdir = tmp_path / "logs"
     argv = [
         *("--data", images, "--logdir", logdir, "--run", "two-workers"),
         *("--epochs", EPOCHS, "--batch-size", BATCH, "--noise-dim", NOISE_DIM),
         *("--strategy", "multiworker"),
         *(("--mixed-precision", precision) if precision else ()),
+        *(("--conditional",) if options.get("conditional") else ()),
     ]
     outs = [tmp_path / f"worker{index}" for index in range(2)]
     for out in outs:
@@ -345,7 +350,7 @@ def test_two_workers_train_identically_and_like_two_mirrored_replicas(
     assert chief.keys() == other.keys()
     for key in chief:  # all-reduced updates: bitwise identical on both workers
         np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
-    replicas = _part(mirrored, f"train-{precision}")
+    replicas = _part(mirrored, f"train-{case}")
     assert_same_training(chief, replicas)
     for name in METRICS:  # global metrics: the mean over both workers' halves of each batch
         np.testing.assert_allclose(
