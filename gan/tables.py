@@ -5,10 +5,9 @@ from __future__ import annotations
 
 def markdown_table(header: list, rows: list[list], numbers_from: int | None = None) -> str:
     """The Markdown of a table: the header line, the separator line, one line per row, joined
-    by newlines (no newline at the end). Cells are written with str(); an empty cell of a row
-    is written `|  |`, an empty header cell (a blank corner over the row names) `| |`. Columns
-    from index `numbers_from` on are right-aligned (`---:`), the others left (`---`); None:
-    none right-aligned. ValueError if a row has not as many cells as the header."""
+    by newlines (no newline at the end). Cells are written with str(). Columns from index
+    `numbers_from` on are right-aligned (`---:`), the others left (`---`); None: none
+    right-aligned. ValueError if a row has not as many cells as the header."""
     for index, row in enumerate(rows):
         if len(row) != len(header):
             raise ValueError(
@@ -18,6 +17,5 @@ def markdown_table(header: list, rows: list[list], numbers_from: int | None = No
         "---" if numbers_from is None or column < numbers_from else "---:"
         for column in range(len(header))
     ]
-    head = " ".join(["|", *(f"{cell} |" if str(cell) else "|" for cell in header)])
-    lines = ["| " + " | ".join(map(str, cells)) + " |" for cells in (separator, *rows)]
-    return "\n".join([head, *lines])
+    lines = ["| " + " | ".join(map(str, cells)) + " |" for cells in (header, separator, *rows)]
+    return "\n".join(lines)

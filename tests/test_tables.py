@@ -22,7 +22,7 @@ def test_columns_from_numbers_from_on_are_right_aligned():
 
 def test_cells_are_strings_of_anything_and_empty_cells_stay_cells():
     table = markdown_table(["", 0, 1], [["total", 10, None], ["rest", "", "x"]], numbers_from=1)
-    assert table == ("| | 0 | 1 |\n| --- | ---: | ---: |\n| total | 10 | None |\n| rest |  | x |")
+    assert table == ("|  | 0 | 1 |\n| --- | ---: | ---: |\n| total | 10 | None |\n| rest |  | x |")
 
 
 def test_a_table_without_rows_is_its_header_and_separator():
