@@ -24,7 +24,7 @@ from pathlib import Path
 from gan.errors import UsageError
 
 
-def make_strategy(name: str, join_timeout: float | None = None):
+def make_strategy(name: str, join_timeout: float | None = None, prog: str = "gan"):
     """The tf.distribute.Strategy a --strategy value names.
 
     default: TensorFlow's default strategy: one device, and the step runs exactly as without
@@ -34,7 +34,7 @@ def make_strategy(name: str, join_timeout: float | None = None):
         variable describes (this machine alone without it). It must be created before
         TensorFlow runs anything else in the process. Creating it waits until every worker
         has joined; join_timeout: if that takes longer than this many seconds, the process
-        is stopped with one line on stderr (None: it waits for ever).
+        is stopped with one line on stderr, starting with `prog` (None: it waits for ever).
     """
     import tensorflow as tf
 
@@ -43,7 +43,7 @@ def make_strategy(name: str, join_timeout: float | None = None):
     if name != "multiworker" or join_timeout is None:
         return _replicating_strategy(name)
     message = (
-        "python -m gan.train: error: the cluster of TF_CONFIG did not form within "
+        f"{prog}: error: the cluster of TF_CONFIG did not form within "
         f"{join_timeout:g} s: a worker is missing (not started, or stopped before joining: see "
         "its output); start the missing worker, or stop every worker and start them again "
         "(--join-timeout sets the wait)"

@@ -360,7 +360,7 @@ def _main(args: argparse.Namespace) -> int:
     note = "" if chief else " (the chief worker does; this one's output is discarded)"
     # A multiworker run joins its cluster here, before anything is written, within
     # --join-timeout; Training then gets the same strategy (make_strategy keeps one per kind).
-    distribute.make_strategy(config.strategy, args.join_timeout)
+    distribute.make_strategy(config.strategy, args.join_timeout, PROG)
     try:
         with distribute.output_dir(run_dir, chief) as output:
             try:
