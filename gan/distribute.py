@@ -24,7 +24,7 @@ from pathlib import Path
 from gan.errors import UsageError
 
 
-def make_strategy(name: str, join_timeout: float | None = None, prog: str = "gan"):
+def make_strategy(name: str, join_timeout: float | None = None, prog: str | None = None):
     """The tf.distribute.Strategy a --strategy value names.
 
     default: TensorFlow's default strategy: one device, and the step runs exactly as without
@@ -34,7 +34,8 @@ def make_strategy(name: str, join_timeout: float | None = None, prog: str = "gan
         variable describes (this machine alone without it). It must be created before
         TensorFlow runs anything else in the process. Creating it waits until every worker
         has joined; join_timeout: if that takes longer than this many seconds, the process
-        is stopped with one line on stderr, starting with `prog` (None: it waits for ever).
+        is stopped with one line on stderr, starting with `prog`, the command's name (None:
+        it waits for ever).
     """
     import tensorflow as tf
 
@@ -42,6 +43,8 @@ def make_strategy(name: str, join_timeout: float | None = None, prog: str = "gan
         return tf.distribute.get_strategy()
     if name != "multiworker" or join_timeout is None:
         return _replicating_strategy(name)
+    if prog is None:
+        raise ValueError("a join_timeout needs the command's name (prog) for its error line")
     message = (
         f"{prog}: error: the cluster of TF_CONFIG did not form within "
         f"{join_timeout:g} s: a worker is missing (not started, or stopped before joining: see "

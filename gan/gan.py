@@ -87,8 +87,8 @@ class GAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")  # mean sigmoid(D(x))
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")  # mean sigmoid(D(G(z)))
-        # Both networks arrive built and the GAN has no call() of its own. Saying so stops fit()
-        # under a tf.distribute strategy from trying to build it by a symbolic call.
+        # Both networks arrive built and the GAN has no call() of its own (see also
+        # _maybe_symbolic_build).
         self.built = True
 
     def compile(self, d_optimizer, g_optimizer, loss_fn=None, **kwargs):

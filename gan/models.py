@@ -208,9 +208,10 @@ def conditional_bn_generator(body: keras.Sequential, num_classes: int):
     (B, 28, 28, 1) in [-1, 1]: the layers of `body`, an unconditional generator with
     BatchNormalization, each BatchNormalization made conditional (de Vries et al. 2017, the
     generator of Miyato & Koyama 2018): it normalises as before (same moving statistics) but
-    without its own scale and shift, then multiplies each channel by a learned scale of the
-    label's class (starting at 1) and adds a learned shift of the class (starting at 0). The
-    label thus reaches every layer with BatchNorm, and the noise enters alone."""
+    without its own scale and shift, then multiplies each feature (a unit of a Dense layer, a
+    channel of a convolution) by a learned scale of the label's class (starting at 1) and adds
+    a learned shift of the class (starting at 0). The label thus reaches every layer with
+    BatchNorm, and the noise enters alone."""
     noise = keras.Input(body.inputs[0].shape[1:], name="noise")
     labels = keras.Input((), dtype="int32", name="label")
     hidden, count = noise, 0

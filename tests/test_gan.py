@@ -376,17 +376,27 @@ def test_with_ema_the_networks_train_bitwise_as_without_it(images):
     assert plain.sampler is plain.generator and averaged.sampler is averaged.ema_generator
 
 
-def test_ema_averages_every_generator_variable_after_each_generator_update():
+@pytest.mark.parametrize(
+    "options",
+    [{}, {**CONDITIONAL, "conditional_bn": True}],
+    ids=["mlp-bn", "mlp-bn-conditional-bn"],
+)
+def test_ema_averages_every_generator_variable_after_each_generator_update(options):
     """After one step: ema = decay * (the initial generator) + (1 - decay) * (the updated
-    one), for the weights and the BatchNorm moving statistics alike."""
+    one), for the weights and the BatchNorm moving statistics alike. The average pairs the
+    variables by position: the copy's must be the generator's, in the same order (conditional
+    BatchNorm's per-class scales and shifts have the same shapes)."""
     decay = 0.9
-    model = _gan(arch="mlp-bn", ema=decay)
+    model = _gan(arch="mlp-bn", ema=decay, **options)
+    paths = [v.path.removeprefix("generator/") for v in model.generator.variables]
+    assert [v.path.removeprefix("generator/") for v in model.ema_generator.variables] == paths
     initial = [v.numpy() for v in model.generator.variables]
     assert all(
         np.array_equal(a.numpy(), b)
         for a, b in zip(model.ema_generator.variables, initial, strict=True)
     )
-    model.train_step(tf.constant(_real()))
+    real = tf.constant(_real())
+    model.train_step(real if not model.num_classes else (real, tf.constant(_labels(model))))
     moved = 0
     for average, start, now in zip(
         model.ema_generator.variables, initial, model.generator.variables, strict=True
