@@ -217,7 +217,13 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
         "textbook",
         *(f"best-without-{name}" for name in techniques),
         *(f"{name}{seed}" for name in left_out for seed in ("", "-seed1", "-seed2")),
+        *(f"best-with-{name}" for name in quality.TRIED_ONCE),  # seed 0 only
     }
+    for name, options in quality.TRIED_ONCE.items():
+        assert mnist.runs[f"best-with-{name}"] == {"preset": "best", **options}
+        assert all(
+            PRESETS["best"].get(k, getattr(quality.DEFAULTS, k)) != v for k, v in options.items()
+        )
     for name, options in quality.WITH.items():
         assert not set(options) & techniques  # what best left out is not in it
         assert mnist.runs[f"best-with-{name}-seed2"] == {"preset": "best", **options, "seed": 2}
