@@ -239,7 +239,8 @@ def format_report(
         f"{_label_target(experiment) if labelled else ''}. Classifier sure: the "
         f"share of samples whose most probable class has p > {SURE}. steps/s: over the median "
         "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
-        "wall time: the whole run, compiling, evaluations and checkpoints included."
+        "wall time: the whole run, compiling, evaluations and checkpoints included"
+        f"{_RESUMED_NOTE if any(r['wall_seconds'] is None for r in results.values()) else ''}."
         f"{_LABELLED_NOTE if labelled else ''}",
         "",
         *_untrained_note(untrained, command),
@@ -283,6 +284,8 @@ def _untrained_note(untrained: dict | None, command: str) -> list[str]:
     ]
 
 
+# Why a run has no wall time (report.run_result): its whole run was never timed.
+_RESUMED_NOTE = " (—: the run was stopped and finished by gan.train --resume)"
 _LABELLED_NOTE = (
     " A conditional run is scored on samples of every class in turn, with their labels: label "
     "accuracy is the share the classifier assigns to the class they were generated for (the "

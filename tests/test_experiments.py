@@ -11,7 +11,7 @@ import types
 import keras
 import numpy as np
 import pytest
-from conftest import run_module
+from conftest import PROJECT_ROOT, run_module
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
@@ -336,3 +336,19 @@ def test_a_script_of_several_data_sets_picks_one_and_refuses_out_in_one_line(cap
             "python -m experiments.conditional --dataset fashion",
         )
     ]
+
+
+def test_a_run_without_a_whole_run_time_shows_a_dash_and_the_page_says_why():
+    """A run finished by gan.train --resume has no wall_time.json (report.run_result)."""
+    from experiments import conditional
+
+    results = PROJECT_ROOT / "experiments/results/conditional/mnist/results.json"
+    record = json.loads(results.read_text())
+    runs = {name: {**run, "wall_seconds": 60.0} for name, run in record["runs"].items()}
+    experiment = conditional.EXPERIMENTS["mnist"]
+    assert "gan.train --resume)" not in report.format_report(experiment, runs, record["real"], "c")
+    runs["dcgan"]["wall_seconds"] = None
+    page = report.format_report(experiment, runs, record["real"], "c")
+    assert next(row for row in page.splitlines() if row.startswith("| dcgan |")).endswith("| — |")
+    assert "| 1 min 00 s |" in next(r for r in page.splitlines() if r.startswith("| dcgan-cbn |"))
+    assert "(—: the run was stopped and finished by gan.train --resume)." in page
