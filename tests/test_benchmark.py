@@ -3,6 +3,7 @@ networks as ours, and each one's step trains."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,6 +33,7 @@ print("tensorflow" in sys.modules)
         "experiments.precision_benchmark",
         "experiments.epoch_overhead",
         "experiments.preset_time",
+        "experiments.xla_flags",
     ],
 )
 def test_help_answers_before_tensorflow_is_imported(module):
@@ -164,3 +166,42 @@ def test_preset_time_variants_are_best_with_each_option_set_of_the_quality_exper
     assert preset_time.flags(runs["best-with-wide"]) == [
         *("--preset", "best", "--g-hidden", "512,1024,1024", "--d-hidden", "1024,512")
     ]
+
+
+def test_xla_flags_times_each_flag_set_against_the_step_without_xla(
+    data_dir, tmp_path, monkeypatch
+):
+    """Each variant is a gan.train run whose XLA_FLAGS are the variant's, and the caller's
+    XLA_FLAGS are as they were afterwards."""
+    from experiments import end_to_end, xla_flags
+
+    seen = []
+
+    def recording_run(path, epochs, *options):
+        seen.append((options, os.environ.get("XLA_FLAGS")))
+        return real_run(path, epochs, *options)
+
+    real_run = end_to_end.run_gan_train
+    monkeypatch.setattr(xla_flags, "run_gan_train", recording_run)
+    monkeypatch.setattr(xla_flags, "FLAG_SETS", ("", "--xla_cpu_use_thunk_runtime=false"))
+    monkeypatch.setattr(xla_flags, "ROUNDS", 1)
+    monkeypatch.setenv("XLA_FLAGS", "--callers_own")
+    out = tmp_path / "xla.md"
+    assert xla_flags.main(["--epochs", "3", "--data", str(data_dir), "--out", str(out)]) == 0
+
+    assert seen == [
+        (("--no-jit",), None),
+        (("--jit",), ""),
+        (("--jit",), "--xla_cpu_use_thunk_runtime=false"),
+    ]
+    assert os.environ["XLA_FLAGS"] == "--callers_own"
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    by_variant = {row[0].strip("| "): row for row in rows[2:]}
+    assert set(by_variant) == {
+        xla_flags.NO_XLA,
+        "--jit",
+        "--jit --xla_cpu_use_thunk_runtime=false",
+    }
+    assert by_variant[xla_flags.NO_XLA][2] == "1.00x |"
+    for name, row in by_variant.items():
+        assert float(row[1]) > 0, name

@@ -1,0 +1,96 @@
+"""Whether a flag of this TensorFlow's XLA:CPU makes the step compiled with XLA (--jit) as fast
+as the step without it (issue 16: XLA would fuse the step's ~300 small ops, but on this CPU
+its matrix products are slower; docs/performance.md).
+
+    python -m experiments.xla_flags [--epochs 6] [--data PATH] [--out FILE.md]
+
+Runs `python -m gan.train --epochs EPOCHS` as a user does (experiments.end_to_end.run_gan_train),
+once with --no-jit (the CPU default) and once with --jit under each XLA_FLAGS setting of
+FLAG_SETS, in ROUNDS interleaved rounds, on the 10,000 MNIST digits. Each variant's speed is
+its median epoch (the first, which compiles, left out), best of the rounds, as steps/s and as a
+ratio to the step without XLA measured in the same run. Run it on an otherwise idle machine:
+the load average is in the output.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+from experiments.end_to_end import run_gan_train
+from experiments.timing import from_project_root, report, training_run_parser
+from gan.tables import markdown_table
+
+# XLA_FLAGS settings tried (the names are this TensorFlow's XLA:CPU options); "" is XLA as is.
+FLAG_SETS = (
+    "",
+    "--xla_cpu_use_thunk_runtime=false",
+    "--xla_cpu_use_xnnpack=true",
+    "--xla_cpu_use_onednn=true",
+    "--xla_cpu_experimental_onednn_custom_call=true",
+)
+ROUNDS = 2
+NO_XLA = "without XLA (--no-jit)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = training_run_parser(
+        "python -m experiments.xla_flags", __doc__, 6, "epochs per run", least=3
+    )(argv)
+
+    from gan import data
+    from gan.config import Config
+
+    path = Path(args.data).resolve()
+    steps = Config().steps_per_epoch(len(data.load_path(path)))
+    variants = {
+        NO_XLA: ("--no-jit", None),
+        **{f"--jit {s}".strip(): ("--jit", s) for s in FLAG_SETS},
+    }
+    best = {name: 0.0 for name in variants}
+    for _ in range(ROUNDS):
+        for name, (jit, flags) in variants.items():
+            epoch = statistics.median(_run(str(path), args.epochs, jit, flags)[1:])
+            best[name] = max(best[name], steps / epoch)
+            print(f"  {name:56s} {steps / epoch:7.1f} steps/s", file=sys.stderr, flush=True)
+    rows = [[name, f"{rate:.1f}", f"{rate / best[NO_XLA]:.2f}x"] for name, rate in best.items()]
+    command = shlex.join(["python", "-m", "experiments.xla_flags", *argv])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    text = "\n".join(
+        [
+            "# XLA:CPU flags against the step without XLA",
+            "",
+            f"`{command}`",
+            "",
+            markdown_table(["variant (XLA_FLAGS)", "steps/s", "vs without XLA"], rows, 1),
+            "",
+            f"`python -m gan.train --data {from_project_root(path)} --epochs {args.epochs}` with "
+            f"each variant's flags, {ROUNDS} interleaved rounds; steps/s: {steps} steps over the "
+            "median epoch after the first, best of the rounds. Load average at the end: "
+            f"{load}.",
+            "",
+        ]
+    )
+    report(text, args.out)
+    return 0
+
+
+def _run(path: str, epochs: int, jit: str, flags: str | None) -> list[float]:
+    """The epoch seconds of one gan.train run with `jit` and XLA_FLAGS `flags` (None: unset)."""
+    saved = os.environ.pop("XLA_FLAGS", None)
+    try:
+        if flags is not None:
+            os.environ["XLA_FLAGS"] = flags
+        return run_gan_train(path, epochs, jit)["epoch_seconds"]
+    finally:
+        os.environ.pop("XLA_FLAGS", None)
+        if saved is not None:
+            os.environ["XLA_FLAGS"] = saved
+
+
+if __name__ == "__main__":
+    sys.exit(main())
