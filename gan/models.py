@@ -195,7 +195,7 @@ def conditional_generator(body: keras.Sequential, noise_dim: int, num_classes: i
     label reaches every pixel through the first Dense layer)."""
     noise = keras.Input((noise_dim,), name="noise")
     labels = keras.Input((), dtype="int32", name="label")
-    embedded = _class_vectors(labels, num_classes, LABEL_EMBEDDING, GENERATOR_EMBEDDING)
+    embedded = _class_vectors(_one_hot(labels, num_classes), LABEL_EMBEDDING, GENERATOR_EMBEDDING)
     return keras.Model(
         [noise, labels],
         _apply(body.layers, layers.Concatenate()([noise, embedded])),
@@ -214,6 +214,7 @@ def conditional_bn_generator(body: keras.Sequential, num_classes: int):
     BatchNorm, and the noise enters alone."""
     noise = keras.Input(body.inputs[0].shape[1:], name="noise")
     labels = keras.Input((), dtype="int32", name="label")
+    one_hot = _one_hot(labels, num_classes)  # once, for every layer's scale and shift
     hidden, count = noise, 0
     for layer in body.layers:
         if not isinstance(layer, layers.BatchNormalization):
@@ -223,7 +224,7 @@ def conditional_bn_generator(body: keras.Sequential, num_classes: int):
         plain = {**layer.get_config(), "center": False, "scale": False}
         hidden = layers.BatchNormalization.from_config(plain)(hidden)
         scale, shift = (
-            _class_vectors(labels, num_classes, hidden.shape[-1], name, start)
+            _class_vectors(one_hot, hidden.shape[-1], name, start)
             for name, start in (
                 (f"{GENERATOR_EMBEDDING}_scale_{count}", "ones"),
                 (f"{GENERATOR_EMBEDDING}_shift_{count}", "zeros"),
@@ -247,7 +248,7 @@ def projection_discriminator(body: keras.Sequential, num_classes: int):
     labels = keras.Input((), dtype="int32", name="label")
     *phi, psi = body.layers
     features = _apply(phi, images)
-    projection = _class_vectors(labels, num_classes, features.shape[-1], PROJECTION)
+    projection = _class_vectors(_one_hot(labels, num_classes), features.shape[-1], PROJECTION)
     inner = layers.Dot(axes=1)([projection, features])  # (B, 1)
     logits = layers.Add(dtype=OUTPUT_DTYPE)([psi(features), inner])
     return keras.Model([images, labels], logits, name="discriminator")
@@ -292,15 +293,19 @@ def with_labels(batch, labels):
     return [keras.ops.convert_to_tensor(batch), keras.ops.convert_to_tensor(labels, "int32")]
 
 
-def _class_vectors(labels, num_classes: int, width: int, name: str, start="glorot_uniform"):
-    """A learned vector of `width` numbers per class: int labels (B,) -> (B, width), through a
-    Dense layer without bias (named `name`, its kernel initialised by `start`) on the labels'
-    one-hot, whose kernel rows are the classes' vectors: an embedding table. Not
+def _one_hot(labels, num_classes: int):
+    """int labels (B,) -> float (B, num_classes) one-hot, what _class_vectors looks up."""
+    return layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
+
+
+def _class_vectors(one_hot, width: int, name: str, start="glorot_uniform"):
+    """A learned vector of `width` numbers per class: the labels' one-hot (B, num_classes) ->
+    (B, width), through a Dense layer without bias (named `name`, its kernel initialised by
+    `start`), whose kernel rows are the classes' vectors: an embedding table. Not
     keras.layers.Embedding, whose gradient is an IndexedSlices: Keras' Adam (used under
     --strategy) squares its rows before adding those of repeated labels, which gets the second
     moment wrong; and --spectral-norm's keras.layers.SpectralNormalization casts a layer's
     output to its input's dtype, int here."""
-    one_hot = layers.CategoryEncoding(num_classes, output_mode="one_hot")(labels)
     return layers.Dense(width, use_bias=False, kernel_initializer=start, name=name)(one_hot)
 
 
