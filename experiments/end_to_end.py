@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -64,7 +65,7 @@ class EndToEnd:
             },
             # from the 2N-epoch runs: N may be 1
             "first_epoch_extra_seconds": min(
-                run["epoch_seconds"][0] - statistics.median(run["epoch_seconds"][1:])
+                run["epoch_seconds"][0] - steady_epoch_seconds(run)
                 for run in self.runs[2 * self.epochs]
             ),
             "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
@@ -79,9 +80,20 @@ class EndToEnd:
         return self.epochs * self.steps_per_epoch / (twice - once)
 
 
-def run_gan_train(path: str, epochs: int, *options: str) -> dict:
+def steady_epoch_seconds(run: dict) -> float:
+    """The median epoch of a run_gan_train result, the first (which traces the step) left out."""
+    return statistics.median(run["epoch_seconds"][1:])
+
+
+def child_environment(changes: dict) -> dict:
+    """This process's environment with `changes` applied: name -> value, or None to unset."""
+    merged = {**os.environ, **changes}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+def run_gan_train(path: str, epochs: int, *options: str, env: dict | None = None) -> dict:
     """Runs `python -m gan.train --data PATH --epochs EPOCHS [OPTIONS]` with a temporary
-    --logdir.
+    --logdir, in this process's environment changed by `env` (name -> value, or None: unset).
     Returns its wall seconds; seconds from launch to its "Training on" line (printed once the
     networks are built); each epoch's seconds (history.csv); seconds from its last "Epoch:"
     line to its exit; its peak resident memory in MB. Raises RuntimeError with the command's
@@ -95,7 +107,12 @@ def run_gan_train(path: str, epochs: int, *options: str) -> dict:
         command += [*options, "--logdir", logdir, "--run", "run"]
         started = time.perf_counter()
         child = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True
+            command,
+            cwd=PROJECT_ROOT,
+            env=child_environment(env or {}),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
         )
         lines = []  # (seconds since launch, line) of its stdout
         reader = threading.Thread(

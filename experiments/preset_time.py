@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
-from experiments.end_to_end import run_gan_train
+from experiments.end_to_end import run_gan_train, steady_epoch_seconds
 from experiments.timing import from_project_root, report, training_run_parser
 from gan.config import PRESETS, Config, flag, shown
 from gan.tables import markdown_table
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, options in runs(args.variants).items():
         config = Config.from_options(**options)
         run = run_gan_train(str(path), args.epochs, *flags(options))
-        epoch = statistics.median(run["epoch_seconds"][1:])
+        epoch = steady_epoch_seconds(run)
         steps = config.steps_per_epoch(images)
         rows.append(
             [

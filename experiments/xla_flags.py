@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import statistics
 import sys
 from pathlib import Path
 
-from experiments.end_to_end import run_gan_train
-from experiments.timing import from_project_root, report, training_run_parser
+from experiments.end_to_end import run_gan_train, steady_epoch_seconds
+from experiments.timing import from_project_root, report, time_in_rounds, training_run_parser
 from gan.tables import markdown_table
 
 # XLA_FLAGS settings tried (the names are this TensorFlow's XLA:CPU options); "" is XLA as is.
@@ -47,16 +46,25 @@ def main(argv: list[str] | None = None) -> int:
 
     path = Path(args.data).resolve()
     steps = Config().steps_per_epoch(len(data.load_path(path)))
+
+    def variant(jit: str, flags: str | None):
+        """epochs -> steps/s over the median epoch after the first of a run with `jit` and
+        XLA_FLAGS `flags` (None: unset)."""
+
+        def rate(epochs: int) -> float:
+            run = run_gan_train(str(path), epochs, jit, env={"XLA_FLAGS": flags})
+            return steps / steady_epoch_seconds(run)
+
+        return rate
+
     variants = {
-        NO_XLA: ("--no-jit", None),
-        **{f"--jit {s}".strip(): ("--jit", s) for s in FLAG_SETS},
+        NO_XLA: variant("--no-jit", None),
+        **{f"--jit {s}".strip(): variant("--jit", s) for s in FLAG_SETS},
     }
-    best = {name: 0.0 for name in variants}
-    for _ in range(ROUNDS):
-        for name, (jit, flags) in variants.items():
-            epoch = statistics.median(_run(str(path), args.epochs, jit, flags)[1:])
-            best[name] = max(best[name], steps / epoch)
-            print(f"  {name:56s} {steps / epoch:7.1f} steps/s", file=sys.stderr, flush=True)
+    # time_in_rounds gives each variant its argument: here the epochs of a run
+    best = {
+        name: max(rates) for name, rates in time_in_rounds(variants, args.epochs, ROUNDS).items()
+    }
     rows = [[name, f"{rate:.1f}", f"{rate / best[NO_XLA]:.2f}x"] for name, rate in best.items()]
     command = shlex.join(["python", "-m", "experiments.xla_flags", *argv])
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -77,19 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     report(text, args.out)
     return 0
-
-
-def _run(path: str, epochs: int, jit: str, flags: str | None) -> list[float]:
-    """The epoch seconds of one gan.train run with `jit` and XLA_FLAGS `flags` (None: unset)."""
-    saved = os.environ.pop("XLA_FLAGS", None)
-    try:
-        if flags is not None:
-            os.environ["XLA_FLAGS"] = flags
-        return run_gan_train(path, epochs, jit)["epoch_seconds"]
-    finally:
-        os.environ.pop("XLA_FLAGS", None)
-        if saved is not None:
-            os.environ["XLA_FLAGS"] = saved
 
 
 if __name__ == "__main__":

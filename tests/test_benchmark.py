@@ -171,15 +171,15 @@ def test_preset_time_variants_are_best_with_each_option_set_of_the_quality_exper
 def test_xla_flags_times_each_flag_set_against_the_step_without_xla(
     data_dir, tmp_path, monkeypatch
 ):
-    """Each variant is a gan.train run whose XLA_FLAGS are the variant's, and the caller's
-    XLA_FLAGS are as they were afterwards."""
+    """Each variant is a gan.train run whose XLA_FLAGS are the variant's (unset without XLA),
+    and the caller's XLA_FLAGS are as they were afterwards."""
     from experiments import end_to_end, xla_flags
 
     seen = []
 
-    def recording_run(path, epochs, *options):
-        seen.append((options, os.environ.get("XLA_FLAGS")))
-        return real_run(path, epochs, *options)
+    def recording_run(path, epochs, *options, env):
+        seen.append((options, end_to_end.child_environment(env).get("XLA_FLAGS")))
+        return real_run(path, epochs, *options, env=env)
 
     real_run = end_to_end.run_gan_train
     monkeypatch.setattr(xla_flags, "run_gan_train", recording_run)
@@ -205,3 +205,15 @@ def test_xla_flags_times_each_flag_set_against_the_step_without_xla(
     assert by_variant[xla_flags.NO_XLA][2] == "1.00x |"
     for name, row in by_variant.items():
         assert float(row[1]) > 0, name
+
+
+def test_a_timed_run_s_environment_is_this_process_s_with_the_changes(monkeypatch):
+    from experiments.end_to_end import child_environment
+
+    monkeypatch.setenv("XLA_FLAGS", "--callers_own")
+    monkeypatch.setenv("KEPT", "1")
+    unset = child_environment({"XLA_FLAGS": None})
+    assert "XLA_FLAGS" not in unset and unset["KEPT"] == "1"
+    assert child_environment({"XLA_FLAGS": ""})["XLA_FLAGS"] == ""
+    assert child_environment({}) == dict(os.environ)
+    assert os.environ["XLA_FLAGS"] == "--callers_own"
