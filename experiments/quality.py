@@ -33,6 +33,9 @@ WITH = {
 TRIED_ONCE = {
     "linear": {"lr_schedule": "linear"},  # both learning rates decay to 0 at the last epoch
     "r1-0.3": {"r1": 0.3},  # a lighter R1 penalty: a sharper discriminator
+    # best's techniques on the convolutional networks, which reach the target conditionally
+    # (experiments/results/conditional); 100 epochs, since a dcgan step is several times slower
+    "dcgan": {"arch": "dcgan", "epochs": 100},
 }
 DEFAULTS = Config()
 
