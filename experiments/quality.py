@@ -36,6 +36,8 @@ TRIED_ONCE = {
     # best's techniques on the convolutional networks, which reach the target conditionally
     # (experiments/results/conditional); 100 epochs, since a dcgan step is several times slower
     "dcgan": {"arch": "dcgan", "epochs": 100},
+    # two time-scale update rule (Heusel et al. 2017): a faster discriminator, a slower generator
+    "ttur": {"d_lr": 4e-4, "g_lr": 1e-4},
 }
 DEFAULTS = Config()
 

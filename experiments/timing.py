@@ -33,9 +33,10 @@ class CompiledStep:
     """Our GAN (gan.gan.GAN) under fit(), as `python -m gan.train` trains it, without the
     callbacks. A call runs a whole number of compiled calls (config.steps_per_call steps each)
     on batches float32 (config.batch_size, 28, 28, 1) of `images` (uint8 (N, 28, 28)).
-    adam: the optimizer class (gan.optimizers.FusedAdam if None, as gan.train's)."""
+    adam: the optimizer class (gan.optimizers.FusedAdam if None, as gan.train's); adapt: a
+    function that changes the built GAN before its step is traced (experiments.step_costs)."""
 
-    def __init__(self, images: np.ndarray, config: Config, adam=None):
+    def __init__(self, images: np.ndarray, config: Config, adam=None, adapt=None):
         import keras
 
         from gan import data
@@ -44,6 +45,8 @@ class CompiledStep:
 
         keras.utils.set_random_seed(0)
         self.model = build_gan(config, adam=adam or FusedAdam)
+        if adapt:
+            adapt(self.model)
         self.per_call = config.steps_per_call
         self.dataset = data.make_dataset(images, config.batch_size, config.seed, epochs=10**6)
         self(2 * self.per_call)  # trace (and XLA-compile) before timing

@@ -34,6 +34,7 @@ print("tensorflow" in sys.modules)
         "experiments.epoch_overhead",
         "experiments.preset_time",
         "experiments.xla_flags",
+        "experiments.step_costs",
     ],
 )
 def test_help_answers_before_tensorflow_is_imported(module):
@@ -217,3 +218,89 @@ def test_a_timed_run_s_environment_is_this_process_s_with_the_changes(monkeypatc
     assert child_environment({"XLA_FLAGS": ""})["XLA_FLAGS"] == ""
     assert child_environment({}) == dict(os.environ)
     assert os.environ["XLA_FLAGS"] == "--callers_own"
+
+
+def _gan_and_batch(images, change=None):
+    """A default GAN (changed by a step_costs change) and a real batch of 8 images."""
+    import keras
+
+    from experiments import step_costs
+    from gan import data
+    from gan.gan import build_gan
+
+    keras.utils.set_random_seed(0)
+    model = build_gan(Config(batch_size=8).resolved(len(images), has_gpu=False))
+    if change:
+        getattr(step_costs, change)(model, 8)
+    return model, data.to_float(images[:8])
+
+
+def test_step_costs_no_dropout_makes_the_discriminator_deterministic(images):
+    model, real = _gan_and_batch(images, "no_dropout")
+    trained = model.discriminator(real, training=True)
+    np.testing.assert_array_equal(trained, model.discriminator(real, training=False))
+    default, _ = _gan_and_batch(images)
+    assert not np.array_equal(default.discriminator(real, training=True), trained)
+
+
+def test_step_costs_noise_drawn_once_gives_every_step_the_first_draw(images):
+    model, _ = _gan_and_batch(images)
+    first = model.sample_noise(8)
+    model, _ = _gan_and_batch(images, "noise_drawn_once")
+    np.testing.assert_array_equal(model.sample_noise(8), first)
+    np.testing.assert_array_equal(model.sample_noise(8), first)
+
+
+def test_step_costs_one_discriminator_call_updates_d_as_two_calls_do(images):
+    """Without dropout (so that both see the same masks: none) one call on the concatenated
+    batch gives the same loss and the same updated weights as the default's two calls."""
+    from experiments.step_costs import one_discriminator_call
+
+    updated = []
+    for one_call in (False, True):
+        model, real = _gan_and_batch(images, "no_dropout")
+        if one_call:
+            one_discriminator_call(model, 8)
+        fake = model.generator(model.sample_noise(8), training=True)
+        d_loss, _, _ = model.train_discriminator(real, fake)
+        updated.append((float(d_loss), [w.numpy() for w in model.discriminator.weights]))
+    (two_loss, two_weights), (one_loss, one_weights) = updated
+    assert one_loss == pytest.approx(two_loss, rel=1e-5)
+    for two, one in zip(two_weights, one_weights, strict=True):
+        np.testing.assert_allclose(one, two, rtol=1e-4, atol=1e-6)
+
+
+def test_step_costs_times_each_change_and_thread_setting_against_the_default(
+    data_dir, tmp_path, monkeypatch
+):
+    from experiments import end_to_end, step_costs
+
+    seen = []
+
+    def recording_run(path, epochs, *options, env):
+        child = end_to_end.child_environment(env)
+        seen.append(tuple(child.get(name) for name in env))
+        return real_run(path, epochs, *options, env=env)
+
+    real_run = end_to_end.run_gan_train
+    monkeypatch.setattr(step_costs, "run_gan_train", recording_run)
+    monkeypatch.setattr(step_costs, "THREADS", ((None, None), ("1", "1")))
+    monkeypatch.setattr(step_costs, "ROUNDS", 1)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "7")  # the caller's: unset for the default
+    out = tmp_path / "costs.md"
+    assert step_costs.main(["--epochs", "3", "--data", str(data_dir), "--out", str(out)]) == 0
+
+    assert seen == [(None, None), ("1", "1")]
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "7"
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    by_variant = {row[0].strip("| "): row for row in rows if row[1] not in ("steps/s", "---:")}
+    assert set(by_variant) == {
+        step_costs.DEFAULT,
+        *step_costs.CHANGES,
+        step_costs._threads_name(None, None),
+        "intra-op=1, inter-op=1",
+    }
+    assert by_variant[step_costs.DEFAULT][2] == "1.00x |"
+    assert by_variant[step_costs._threads_name(None, None)][2] == "1.00x |"
+    for name, row in by_variant.items():
+        assert float(row[1]) > 0, name
