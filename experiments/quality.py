@@ -27,6 +27,9 @@ WITH = {
     # mlp-bn's hidden layers twice as wide (256,512,1024 and 512,256; the generator's last
     # stays 1024): 1.6x the generator's parameters, 2.5x the discriminator's
     "wide": {"g_hidden": (512, 1024, 1024), "d_hidden": (1024, 512)},
+    # the images' class labels given to both networks (--conditional, experiments.conditional):
+    # what the same techniques reach when the generator is told which class to draw
+    "conditional": {"conditional": True},
 }
 # Tried once (seed 0, MNIST only) on the classifier's doubt about best's samples, the gap to
 # the score target (name -> the options changed from best's).
