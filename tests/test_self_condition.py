@@ -1,0 +1,89 @@
+"""experiments.self_condition: k-means clusters of the images, sampled at their shares, as a
+conditional GAN's labels; one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments import self_condition
+from experiments.self_condition import cluster_sequence, kmeans, purity
+
+
+def _three_kinds(per_kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (3 * per_kind, 28, 28) images of three kinds (a square top left, a square bottom
+    right, black), each with faint noise, in a shuffled order; and the kind of each."""
+    rng = np.random.default_rng(1)
+    kinds = rng.permutation(np.repeat(np.arange(3), per_kind))
+    images = rng.integers(0, 20, size=(len(kinds), 28, 28)).astype(np.uint8)
+    images[kinds == 0, 2:12, 2:12] = 255
+    images[kinds == 1, 16:26, 16:26] = 255
+    return images, kinds
+
+
+def test_kmeans_finds_well_separated_kinds_and_is_seeded():
+    images, kinds = _three_kinds(40)
+    clusters = kmeans(images, 3)
+    assert clusters.shape == (120,) and set(clusters) == {0, 1, 2}
+    # each cluster is exactly one kind
+    assert purity(clusters, kinds) == 1.0
+    np.testing.assert_array_equal(kmeans(images, 3), clusters)
+
+
+def test_purity_by_hand():
+    clusters = np.array([0, 0, 0, 1, 1, 1])
+    labels = np.array([5, 5, 2, 3, 3, 3])
+    assert purity(clusters, labels) == pytest.approx(5 / 6)
+
+
+def test_cluster_sequence_draws_each_cluster_at_its_share():
+    clusters = np.array([0] * 50 + [1] * 30 + [2] * 20)
+    sequence = cluster_sequence(clusters, 10)
+    assert np.bincount(sequence).tolist() == [5, 3, 2]
+    uneven = cluster_sequence(np.array([0, 0, 1]), 100)  # shares 66.7 and 33.3
+    assert len(uneven) == 100 and np.bincount(uneven).tolist() == [67, 33]
+    long = cluster_sequence(clusters, 1000)
+    assert not np.array_equal(long, np.sort(long))  # shuffled ...
+    np.testing.assert_array_equal(cluster_sequence(clusters, 1000), long)  # ... by a seed
+
+
+def test_a_tiny_run_trains_scores_and_keeps_finished_runs(tmp_path, data_dir, monkeypatch):
+    from gan.classifier import ClassifierSpec
+
+    argv = ["--clusters", "3", "--seeds", "0", "1", "--epochs", "1", "--data", str(data_dir)]
+    argv += ["--logdir", str(tmp_path / "logs"), "--out", str(tmp_path / "out")]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    args = self_condition._parser().parse_args(argv)
+    spec = ClassifierSpec(epochs=1)
+    text = self_condition.run(args, "command", spec=spec)
+
+    clusters = np.load(tmp_path / "logs" / "clusters-3.npz")
+    assert clusters["images"].shape == (300, 28, 28) and set(clusters["labels"]) == {0, 1, 2}
+    for name in ("k3-seed0", "k3-seed1"):
+        assert (tmp_path / "logs" / name / "generator.keras").exists()
+        assert (tmp_path / "out" / f"{name}.png").exists()
+        assert f"| {name} |" in text
+    assert "Mean ± sd over the 2 seeds" in text
+    assert (tmp_path / "out" / "README.md").read_text() == text
+
+    # a second call trains nothing: the finished runs are kept
+    monkeypatch.setattr(self_condition, "_train", pytest.fail)
+    assert self_condition.run(args, "command", spec=spec) == text
+
+
+def test_an_unfinished_run_is_refused_in_one_line(tmp_path, data_dir, capsys):
+    (tmp_path / "logs" / "k3-seed0").mkdir(parents=True)
+    argv = ["--clusters", "3", "--seeds", "0", "--data", str(data_dir)]
+    argv += ["--logdir", str(tmp_path / "logs"), "--out", str(tmp_path / "out")]
+    assert self_condition.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "k3-seed0 is unfinished" in error and "--resume" in error
+    assert len(error.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag,value", [("--clusters", "1"), ("--epochs", "0"), ("--seeds", "x")])
+def test_bad_options_are_refused_before_any_work(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit:
+        self_condition.main([flag, value])
+    assert exit.value.code == 2
+    assert flag in capsys.readouterr().err
