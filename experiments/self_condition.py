@@ -16,11 +16,13 @@ gan.evaluate's protocol against the labelled real images, as an unconditional on
 draw each cluster at that cluster's share of the images (SAMPLE_SEED shuffles the order), so
 that the class balance is the data's. The dataset's labels are used by the evaluation
 classifier only, as for every run. Writes OUT/README.md (the table, mean ± sd over the seeds,
-how well the clusters match the classes) and OUT/<run>.png (the first 100 scored samples).
+how well the clusters match the classes), OUT/results.json (every score) and OUT/<run>.png
+(the first 100 scored samples).
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -141,8 +143,12 @@ def run(args, command: str, spec=None) -> str:
         rows[name] = {**evaluator.score(samples), **confidence(evaluator, samples)}
         save_png(make_grid(samples, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
     real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
-    text = _report(args, command, rows, real, purity(clusters, labels), clusters_file)
+    cluster_purity = purity(clusters, labels)
+    text = _report(args, command, rows, real, cluster_purity, clusters_file)
     (out / "README.md").write_text(text)
+    record = {"command": command, "clusters": args.clusters, "purity": cluster_purity}
+    record.update(epochs=args.epochs, runs=rows, real=real)
+    (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     return text
 
 

@@ -9,8 +9,10 @@ Two parts, each in interleaved rounds against the default measured in the same r
   real and fake batches concatenated instead of twice; the noise drawn once before timing
   instead of at every step (an upper bound on drawing a whole call's noise at once, which would
   still draw as many numbers); no dropout in the discriminator (an upper bound on any cheaper
-  way to draw its masks). They train differently from the default, so none could become it:
-  they bound what such a change can buy.
+  way to draw its masks), and both of these at once. They train differently from the default,
+  so none could become it: they bound what such a change can buy. Beside them, the peers of
+  experiments/peers.py whose framework is installed (the JAX step: `pip install -e ".[bench]"`),
+  as the benchmark times them.
 - As a user runs it (experiments.end_to_end.run_gan_train), `python -m gan.train` with
   TensorFlow's thread pools set by TF_NUM_INTRAOP_THREADS and TF_NUM_INTEROP_THREADS
   (THREADS), against the default (unset: one thread per core for each).
@@ -25,6 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from experiments import peers
 from experiments.end_to_end import run_gan_train, steady_epoch_seconds
 from experiments.timing import (
     CompiledStep,
@@ -72,10 +75,17 @@ def no_dropout(model, batch_size: int) -> None:
             layer.rate = 0.0
 
 
+def no_random_numbers(model, batch_size: int) -> None:
+    """Both of the above: the step draws no random numbers at all."""
+    noise_drawn_once(model, batch_size)
+    no_dropout(model, batch_size)
+
+
 CHANGES = {
     "D on real and fake as one batch": one_discriminator_call,
     "noise drawn once, not per step (bound)": noise_drawn_once,
     "no dropout in D (bound)": no_dropout,
+    "neither noise draws nor dropout (bound)": no_random_numbers,
 }
 
 
@@ -102,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = {DEFAULT: CompiledStep(images, config)}
     steps.update({name: changed(change) for name, change in CHANGES.items()})
+    peer_steps, skipped = peers.available(images, config.steps_per_call)
+    steps.update(peer_steps)
     timed = time_in_rounds(steps, args.epochs * per_epoch, ROUNDS)
     step_rates = {name: max(rates) for name, rates in timed.items()}
 
@@ -137,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             "named in the docstring of experiments/step_costs.py can gain.",
             "",
             markdown_table(["variant", "steps/s", "vs default"], rows(step_rates), 1),
+            *(f"Skipped: {note}." for note in skipped),
             "",
             f"`python -m gan.train --data {given} --epochs {args.epochs}` with TensorFlow's "
             f"thread pools set by the environment, best of {ROUNDS} interleaved rounds; steps/s: "

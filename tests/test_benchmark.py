@@ -286,17 +286,23 @@ def test_step_costs_times_each_change_and_thread_setting_against_the_default(
     monkeypatch.setattr(step_costs, "run_gan_train", recording_run)
     monkeypatch.setattr(step_costs, "THREADS", ((None, None), ("1", "1")))
     monkeypatch.setattr(step_costs, "ROUNDS", 1)
+    # the peers as installed or not: a stand-in for each case
+    peer = {"a peer": lambda steps: 10.0}, ["another peer not installed: row skipped"]
+    monkeypatch.setattr(step_costs.peers, "available", lambda images, per_call: peer)
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "7")  # the caller's: unset for the default
     out = tmp_path / "costs.md"
     assert step_costs.main(["--epochs", "3", "--data", str(data_dir), "--out", str(out)]) == 0
 
     assert seen == [(None, None), ("1", "1")]
     assert os.environ["TF_NUM_INTRAOP_THREADS"] == "7"
-    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| ")]
+    text = out.read_text()
+    assert "Skipped: another peer not installed: row skipped." in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ")]
     by_variant = {row[0].strip("| "): row for row in rows if row[1] not in ("steps/s", "---:")}
     assert set(by_variant) == {
         step_costs.DEFAULT,
         *step_costs.CHANGES,
+        "a peer",
         step_costs._threads_name(None, None),
         "intra-op=1, inter-op=1",
     }

@@ -29,22 +29,47 @@ def test_every_relative_link_resolves(doc):
     assert broken == []
 
 
-def test_readme_results_are_those_of_the_committed_quality_results():
-    results = json.loads(
-        (PROJECT_ROOT / "experiments/results/quality/mnist/results.json").read_text()
-    )
-    real, runs = results["real"], results["runs"]
-    best = [runs[name]["generated"] for name in ("best", "best-seed1", "best-seed2")]
-    textbook = runs["textbook"]["generated"]
+def _results(path: str) -> dict:
+    return json.loads((PROJECT_ROOT / "experiments/results" / path / "results.json").read_text())
+
+
+def _mean_row(label: str, scores: list[dict], real: dict) -> str:
+    """A README results row: the mean ± sd over seeds of each run's gan.evaluate scores."""
 
     def mean_sd(values, digits):
         return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
-    ratios = [g["classifier_score"] / real["classifier_score"] for g in best]
+    ratios = [g["classifier_score"] / real["classifier_score"] for g in scores]
+    return (
+        f"| {label} | {mean_sd([g['frechet_distance'] for g in scores], 2)} "
+        f"| {mean_sd(ratios, 3)} of real | {min(g['classes_covered'] for g in scores)} "
+        f"| {statistics.mean(g['class_kl'] for g in scores):.4f} |"
+    )
+
+
+def test_readme_results_are_those_of_the_committed_results():
+    quality = _results("quality/mnist")
+    real, runs = quality["real"], quality["runs"]
+    seeds = ("", "-seed1", "-seed2")
+    self_conditioned = _results("self_condition")
+    assert self_conditioned["real"]["classifier_score"] == pytest.approx(real["classifier_score"])
+    textbook = runs["textbook"]["generated"]
     expected = [
-        f"| `best`, mean ± sd of 3 seeds | {mean_sd([g['frechet_distance'] for g in best], 2)} "
-        f"| {mean_sd(ratios, 3)} of real | {min(g['classes_covered'] for g in best)} "
-        f"| {statistics.mean(g['class_kl'] for g in best):.4f} |",
+        _mean_row(
+            "`best`, mean ± sd of 3 seeds",
+            [runs[f"best{seed}"]["generated"] for seed in seeds],
+            real,
+        ),
+        _mean_row(
+            "`best` on 50 k-means clusters (no labels), mean ± sd of 3 seeds",
+            list(self_conditioned["runs"].values()),
+            real,
+        ),
+        _mean_row(
+            "`best --conditional` (given the labels), mean ± sd of 3 seeds",
+            [runs[f"best-with-conditional{seed}"]["generated"] for seed in seeds],
+            real,
+        ),
         f"| textbook, 300 epochs | {textbook['frechet_distance']:.2f} "
         f"| {textbook['classifier_score'] / real['classifier_score']:.3f} of real "
         f"| {textbook['classes_covered']} | {textbook['class_kl']:.4f} |",
@@ -52,6 +77,7 @@ def test_readme_results_are_those_of_the_committed_quality_results():
         f"| {real['classifier_score']:.2f} | {real['classes_covered']} | {real['class_kl']:.4f} |",
     ]
     assert runs["textbook"]["epochs"] == 300
+    assert len(self_conditioned["runs"]) == 3 and self_conditioned["clusters"] == 50
     readme = (PROJECT_ROOT / "README.md").read_text().splitlines()
     for row in expected:
         assert row in readme

@@ -3,6 +3,8 @@ conditional GAN's labels; one tiny end-to-end run."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,11 @@ def test_a_tiny_run_trains_scores_and_keeps_finished_runs(tmp_path, data_dir, mo
         assert f"| {name} |" in text
     assert "Mean ± sd over the 2 seeds" in text
     assert (tmp_path / "out" / "README.md").read_text() == text
+    record = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(record["runs"]) == {"k3-seed0", "k3-seed1"} and record["clusters"] == 3
+    for scores in (*record["runs"].values(), record["real"]):
+        assert scores["classes_covered"] >= 1 and 0 <= scores["sure"] <= 1
+    assert 0 < record["purity"] <= 1
 
     # a second call trains nothing: the finished runs are kept
     monkeypatch.setattr(self_condition, "_train", pytest.fail)
