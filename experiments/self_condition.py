@@ -22,10 +22,12 @@ how well the clusters match the classes), OUT/results.json (every score) and OUT
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +106,6 @@ def run(args, command: str, spec=None) -> str:
     """Clusters, trains, scores and writes OUT (see the module docstring); returns README.md's
     text. spec: the evaluation classifier's gan.classifier.ClassifierSpec (None: the default)."""
     from gan import data
-    from gan.errors import UsageError
     from gan.evaluation import Evaluator
     from gan.images import make_grid, save_png
     from gan.sampling import GeneratorSource, generate_with_labels
@@ -112,23 +113,11 @@ def run(args, command: str, spec=None) -> str:
     logdir, out = Path(args.logdir), Path(args.out)
     images, labels = data.load_labelled("mnist", args.data, None, None)
     names = {seed: f"k{args.clusters}-seed{seed}" for seed in args.seeds}
-    unfinished = [
-        logdir / name
-        for name in names.values()
-        if (logdir / name).exists() and not (logdir / name / "generator.keras").exists()
-    ]
-    if unfinished:
-        raise UsageError(
-            f"{unfinished[0]} is unfinished: finish it with python -m gan.train --resume "
-            f"{unfinished[0]}, or remove it"
-        )
+    for name in names.values():  # before any training: a kept run must be usable
+        if (logdir / name).exists():
+            _check_finished_run(logdir / name, args.epochs)
     clusters_file = logdir / f"clusters-{args.clusters}.npz"
-    if clusters_file.exists():
-        clusters = np.load(clusters_file)["labels"]
-    else:
-        clusters = kmeans(images, args.clusters)
-        logdir.mkdir(parents=True, exist_ok=True)
-        np.savez(clusters_file, images=images, labels=clusters)
+    clusters = _clusters(clusters_file, images, args.clusters)
     for seed, name in names.items():
         if not (logdir / name).exists():
             _train(clusters_file, logdir, name, seed, args.epochs)
@@ -150,6 +139,45 @@ def run(args, command: str, spec=None) -> str:
     record.update(epochs=args.epochs, runs=rows, real=real)
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     return text
+
+
+def _clusters(path: Path, images: np.ndarray, k: int) -> np.ndarray:
+    """The cluster ids of `images` kept in `path` (the images with their ids, as gan.train
+    reads them), written first if it does not exist. Raises UsageError if it holds other
+    images (another --data) or cannot be read."""
+    from gan.errors import UsageError
+    from gan.rundir import write_atomically
+
+    if not path.exists():
+        clusters = kmeans(images, k)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images, labels=clusters)
+        write_atomically(path, buffer.getvalue())  # a kill leaves no half-written file
+        return clusters
+    try:
+        with np.load(path) as kept:
+            kept_images, clusters = kept["images"], kept["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise UsageError(f"cannot read {path} ({error}): remove it to cluster again") from None
+    if not np.array_equal(kept_images, images):
+        raise UsageError(f"{path} holds other images than --data: give another --logdir")
+    return clusters
+
+
+def _check_finished_run(run_dir: Path, epochs: int) -> None:
+    """A run kept from an earlier call must be finished and as long as asked for."""
+    from gan.errors import UsageError
+    from gan.rundir import read_config
+
+    if not (run_dir / "generator.keras").exists():
+        raise UsageError(
+            f"{run_dir} is unfinished: finish it with python -m gan.train --resume "
+            f"{run_dir}, or remove it"
+        )
+    trained = read_config(run_dir).epochs
+    if trained != epochs:
+        raise UsageError(f"{run_dir} trained {trained} epochs, not --epochs {epochs}")
 
 
 def _train(clusters_file: Path, logdir: Path, name: str, seed: int, epochs: int) -> None:

@@ -80,12 +80,8 @@ def test_a_tiny_run_trains_scores_and_keeps_finished_runs(tmp_path, data_dir, mo
 
 def test_an_unfinished_run_is_refused_in_one_line(tmp_path, data_dir, capsys):
     (tmp_path / "logs" / "k3-seed0").mkdir(parents=True)
-    argv = ["--clusters", "3", "--seeds", "0", "--data", str(data_dir)]
-    argv += ["--logdir", str(tmp_path / "logs"), "--out", str(tmp_path / "out")]
-    assert self_condition.main(argv) == 2
-    error = capsys.readouterr().err
+    error = _refusal(tmp_path, data_dir, capsys)
     assert "k3-seed0 is unfinished" in error and "--resume" in error
-    assert len(error.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("flag,value", [("--clusters", "1"), ("--epochs", "0"), ("--seeds", "x")])
@@ -94,3 +90,38 @@ def test_bad_options_are_refused_before_any_work(flag, value, capsys):
         self_condition.main([flag, value])
     assert exit.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def _refusal(tmp_path, data_dir, capsys, epochs="1") -> str:
+    """main's one-line error for --clusters 3 --seeds 0 in tmp_path/logs (exit status 2)."""
+    argv = ["--clusters", "3", "--seeds", "0", "--epochs", epochs, "--data", str(data_dir)]
+    argv += ["--logdir", str(tmp_path / "logs"), "--out", str(tmp_path / "out")]
+    assert self_condition.main(argv) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1
+    return error
+
+
+def test_a_damaged_clusters_file_is_refused(tmp_path, data_dir, capsys):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "clusters-3.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert "cannot read" in _refusal(tmp_path, data_dir, capsys)
+
+
+def test_a_clusters_file_of_other_images_is_refused(tmp_path, data_dir, capsys, images):
+    (tmp_path / "logs").mkdir()
+    np.savez(tmp_path / "logs" / "clusters-3.npz", images=images[:10], labels=np.zeros(10))
+    assert "holds other images than --data" in _refusal(tmp_path, data_dir, capsys)
+
+
+def test_a_kept_run_of_other_epochs_is_refused(tmp_path, data_dir, capsys):
+    from gan.config import Config
+    from gan.rundir import write_config
+
+    run = tmp_path / "logs" / "k3-seed0"
+    run.mkdir(parents=True)
+    write_config(run, Config(epochs=5))
+    (run / "generator.keras").write_bytes(b"")
+    error = _refusal(tmp_path, data_dir, capsys, epochs="7")
+    assert "trained 5 epochs, not --epochs 7" in error
+    assert not (tmp_path / "logs" / "clusters-3.npz").exists()  # refused before any work
