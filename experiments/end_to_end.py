@@ -85,6 +85,17 @@ def steady_epoch_seconds(run: dict) -> float:
     return statistics.median(run["epoch_seconds"][1:])
 
 
+def gan_train_rate(path: str, steps_per_epoch: int, *options: str, env: dict | None = None):
+    """A timed variant (experiments.timing): epochs -> the steps/s of a run_gan_train run of
+    that many epochs, over its median epoch after the first."""
+
+    def rate(epochs: int) -> float:
+        run = run_gan_train(path, epochs, *options, env=env)
+        return steps_per_epoch / steady_epoch_seconds(run)
+
+    return rate
+
+
 def child_environment(changes: dict) -> dict:
     """This process's environment with `changes` applied: name -> value, or None to unset."""
     merged = {**os.environ, **changes}

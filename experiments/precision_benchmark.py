@@ -14,7 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
-from experiments.timing import DEFAULT_DATA, CompiledStep, machine, time_in_rounds
+from experiments.timing import (
+    DEFAULT_DATA,
+    CompiledStep,
+    best_of,
+    machine,
+    ratio_rows,
+    time_in_rounds,
+)
 from gan import data
 from gan.config import Config
 from gan.tables import markdown_table
@@ -40,7 +47,7 @@ def main() -> None:
     }
     rates = time_in_rounds(variants, args.steps, args.rounds)
 
-    best = {name: max(r) for name, r in rates.items()}
+    best = best_of(rates)
     results = {
         "machine": machine(),
         "config": base.to_json(),
@@ -51,10 +58,7 @@ def main() -> None:
     print(
         markdown_table(
             ["precision", "steps/s (best of rounds)", "vs float32"],
-            [
-                [name, f"{rate:.1f}", f"{rate / best['float32']:.2f}x"]
-                for name, rate in best.items()
-            ],
+            ratio_rows(best, "float32"),
             numbers_from=1,
         )
     )

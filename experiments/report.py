@@ -128,6 +128,23 @@ def confidence(evaluator, images) -> dict:
     }
 
 
+def score_cells(scores: dict, real_score: float) -> list[str]:
+    """A table's cells of gan.evaluate scores: Fréchet distance, classifier score (and its
+    ratio to the real images' `real_score`), classes covered, KL(classes ‖ uniform)."""
+    score = scores["classifier_score"]
+    return [
+        f"{scores['frechet_distance']:.2f}",
+        f"{score:.3f} ({score / real_score:.3f})",
+        str(scores["classes_covered"]),
+        f"{scores['class_kl']:.4f}",
+    ]
+
+
+def confidence_cells(scores: dict) -> list[str]:
+    """A table's cells of confidence()'s scores: the mean entropy and the share sure."""
+    return [f"{scores['mean_entropy']:.3f}", f"{100 * scores['sure']:.0f} %"]
+
+
 def write_results(
     out: Path,
     experiment: Experiment,
@@ -191,11 +208,7 @@ def format_report(
             name,
             *(_value(r["config"][option]) for option in varying),
             f"{r['epochs']} ({r['steps']:,})",
-            f"{r['generated']['frechet_distance']:.2f}",
-            f"{r['generated']['classifier_score']:.3f} "
-            f"({r['generated']['classifier_score'] / real['classifier_score']:.3f})",
-            str(r["generated"]["classes_covered"]),
-            f"{r['generated']['class_kl']:.4f}",
+            *score_cells(r["generated"], real["classifier_score"]),
             f"{100 * r['generated']['sure']:.0f} %",
             *(_conditional_cells(r["generated"]) if labelled else []),
             "met" if _meets(experiment, r["generated"], real) else "not met",
@@ -209,10 +222,7 @@ def format_report(
             "real images (held-out half)",
             *[""] * len(varying),
             "",
-            f"{real['frechet_distance']:.2f}",
-            f"{real['classifier_score']:.3f} (1.000)",
-            str(real["classes_covered"]),
-            f"{real['class_kl']:.4f}",
+            *score_cells(real, real["classifier_score"]),
             f"{100 * real['sure']:.0f} %",
             *(_conditional_cells(real) if labelled else []),
             "",
@@ -338,10 +348,10 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
             [
                 name,
                 str(len(generated)),
-                _mean_sd(fd, 2),
-                _mean_sd(ratio, 3),
+                mean_sd(fd, 2),
+                mean_sd(ratio, 3),
                 str(classes),
-                _mean_sd(kl, 4),
+                mean_sd(kl, 4),
                 "met" if met else "not met",
             ]
         )
@@ -371,7 +381,8 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
     ]
 
 
-def _mean_sd(values: list, digits: int) -> str:
+def mean_sd(values: list, digits: int) -> str:
+    """'mean ± standard deviation' of `values` (two or more), each with `digits` decimals."""
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 

@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.report import GRID_SCALE, GRID_SIDE, confidence
+from experiments.report import (
+    GRID_SCALE,
+    GRID_SIDE,
+    SURE,
+    confidence,
+    confidence_cells,
+    mean_sd,
+    score_cells,
+)
 from experiments.timing import DEFAULT_DATA, PROJECT_ROOT, from_project_root
 from gan.tables import markdown_table
 
@@ -108,7 +116,7 @@ def run(args, command: str, spec=None) -> str:
     from gan import data
     from gan.evaluation import Evaluator
     from gan.images import make_grid, save_png
-    from gan.sampling import GeneratorSource, generate_with_labels
+    from gan.sampling import GeneratorSource, generate
 
     logdir, out = Path(args.logdir), Path(args.out)
     images, labels = data.load_labelled("mnist", args.data, None, None)
@@ -128,7 +136,7 @@ def run(args, command: str, spec=None) -> str:
     rows = {}
     for name in names.values():
         generator = GeneratorSource.resolve(run=str(logdir / name)).load()
-        samples, _ = generate_with_labels(generator, len(sequence), 0, labels=sequence)
+        samples = generate(generator, len(sequence), 0, labels=sequence)
         rows[name] = {**evaluator.score(samples), **confidence(evaluator, samples)}
         save_png(make_grid(samples, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
     real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
@@ -205,8 +213,6 @@ def _train(clusters_file: Path, logdir: Path, name: str, seed: int, epochs: int)
 
 
 def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
-    import statistics
-
     ratio = real["classifier_score"]
     header = [
         "run",
@@ -215,19 +221,11 @@ def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
         "classes covered",
         "KL(classes ‖ uniform) ↓",
         "mean entropy (nats)",
-        "classifier sure (p > 0.99)",
+        f"classifier sure (p > {SURE})",
     ]
 
     def cells(name, g):
-        return [
-            name,
-            f"{g['frechet_distance']:.2f}",
-            f"{g['classifier_score']:.3f} ({g['classifier_score'] / ratio:.3f})",
-            g["classes_covered"],
-            f"{g['class_kl']:.4f}",
-            f"{g['mean_entropy']:.3f}",
-            f"{100 * g['sure']:.0f} %",
-        ]
+        return [name, *score_cells(g, ratio), *confidence_cells(g)]
 
     table = [cells(name, g) for name, g in rows.items()]
     table.append(cells("real images (held-out half)", real))
@@ -241,14 +239,13 @@ def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
     ]
     if len(rows) > 1:
 
-        def mean_sd(key, scale=1.0, digits=2):
-            values = [g[key] / scale for g in rows.values()]
-            return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+        def over_seeds(key, digits, scale=1.0):
+            return mean_sd([g[key] / scale for g in rows.values()], digits)
 
         lines += [
             f"Mean ± sd over the {len(rows)} seeds: Fréchet distance "
-            f"{mean_sd('frechet_distance')}, classifier score ÷ real "
-            f"{mean_sd('classifier_score', ratio, 3)}, KL {mean_sd('class_kl', digits=4)}; "
+            f"{over_seeds('frechet_distance', 2)}, classifier score ÷ real "
+            f"{over_seeds('classifier_score', 3, ratio)}, KL {over_seeds('class_kl', 4)}; "
             f"fewest classes covered {min(g['classes_covered'] for g in rows.values())}.",
             "",
         ]
@@ -263,7 +260,7 @@ def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
         "(order shuffled with seed "
         f"{SAMPLE_SEED}), scored unconditionally with gan.evaluate's protocol against the "
         "held-out real images (the last row). Mean entropy: of the classifier's p(y|x); "
-        "classifier sure: the share of samples whose most probable class has p > 0.99.",
+        f"classifier sure: the share of samples whose most probable class has p > {SURE}.",
         "",
         "Samples (the first 100 scored images of each run):",
         "",

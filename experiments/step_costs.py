@@ -22,16 +22,18 @@ Run it on an otherwise idle machine: the load average is in the output.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
 
 from experiments import peers
-from experiments.end_to_end import run_gan_train, steady_epoch_seconds
+from experiments.end_to_end import gan_train_rate
 from experiments.timing import (
     CompiledStep,
+    best_of,
     from_project_root,
+    load_average,
+    ratio_rows,
     report,
     time_in_rounds,
     training_run_parser,
@@ -114,27 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     steps.update({name: changed(change) for name, change in CHANGES.items()})
     peer_steps, skipped = peers.available(images, config.steps_per_call)
     steps.update(peer_steps)
-    timed = time_in_rounds(steps, args.epochs * per_epoch, ROUNDS)
-    step_rates = {name: max(rates) for name, rates in timed.items()}
+    step_rates = best_of(time_in_rounds(steps, args.epochs * per_epoch, ROUNDS))
 
     def threads(intra, inter):
-        def rate(epochs):
-            env = {"TF_NUM_INTRAOP_THREADS": intra, "TF_NUM_INTEROP_THREADS": inter}
-            return per_epoch / steady_epoch_seconds(run_gan_train(str(path), epochs, env=env))
-
-        return rate
+        env = {"TF_NUM_INTRAOP_THREADS": intra, "TF_NUM_INTEROP_THREADS": inter}
+        return gan_train_rate(str(path), per_epoch, env=env)
 
     runs = {_threads_name(*pair): threads(*pair) for pair in THREADS}
-    run_rates = {
-        name: max(rates) for name, rates in time_in_rounds(runs, args.epochs, ROUNDS).items()
-    }
-
-    def rows(rates):
-        first = next(iter(rates.values()))
-        return [[name, f"{rate:.1f}", f"{rate / first:.2f}x"] for name, rate in rates.items()]
-
+    run_rates = best_of(time_in_rounds(runs, args.epochs, ROUNDS))
     command = shlex.join(["python", "-m", "experiments.step_costs", *argv])
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     given = from_project_root(path)
     text = "\n".join(
         [
@@ -148,16 +138,22 @@ def main(argv: list[str] | None = None) -> int:
             f"best of {ROUNDS} interleaved rounds. (bound): an upper bound on what the change "
             "named in the docstring of experiments/step_costs.py can gain.",
             "",
-            markdown_table(["variant", "steps/s", "vs default"], rows(step_rates), 1),
+            markdown_table(
+                ["variant", "steps/s", "vs default"], ratio_rows(step_rates, DEFAULT), 1
+            ),
             *(f"Skipped: {note}." for note in skipped),
             "",
             f"`python -m gan.train --data {given} --epochs {args.epochs}` with TensorFlow's "
             f"thread pools set by the environment, best of {ROUNDS} interleaved rounds; steps/s: "
             f"{per_epoch} steps over the run's median epoch after the first.",
             "",
-            markdown_table(["thread pools", "steps/s", "vs default"], rows(run_rates), 1),
+            markdown_table(
+                ["thread pools", "steps/s", "vs default"],
+                ratio_rows(run_rates, _threads_name(None, None)),
+                1,
+            ),
             "",
-            f"Load average (1, 5, 15 min) at the end: {load}.",
+            f"Load average (1, 5, 15 min) at the end: {load_average()}.",
         ]
     )
     report(text, args.out)

@@ -73,6 +73,21 @@ def time_in_rounds(variants: dict, steps: int, rounds: int) -> dict:
     return results
 
 
+def best_of(rounds: dict) -> dict:
+    """name -> the fastest of its rounds, from time_in_rounds' result: the least disturbed."""
+    return {name: max(rates) for name, rates in rounds.items()}
+
+
+def ratio_rows(rates: dict, baseline: str) -> list[list[str]]:
+    """Table rows [name, steps/s, ratio to `baseline`'s steps/s] of `rates` (name -> steps/s)."""
+    return [[name, f"{rate:.1f}", f"{rate / rates[baseline]:.2f}x"] for name, rate in rates.items()]
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages, as a timing script's output states them."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine() -> dict:
     """The CPU, core count, versions of Python and of the installed frameworks, and the load
     average (call it at the end of a run: the load during the run)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from experiments.report import confidence
+from experiments.report import confidence, confidence_cells, score_cells
 from experiments.timing import from_project_root, report
 from gan.tables import markdown_table
 
@@ -88,12 +88,8 @@ def _table(rows: list, real: dict, command: str) -> str:
         [
             run,
             truncation,
-            f"{g['frechet_distance']:.2f}",
-            f"{g['classifier_score']:.3f} ({g['classifier_score'] / real['classifier_score']:.3f})",
-            g["classes_covered"],
-            f"{g['class_kl']:.4f}",
-            f"{g['mean_entropy']:.3f}",
-            f"{100 * g['sure']:.0f} %",
+            *score_cells(g, real["classifier_score"]),
+            *confidence_cells(g),
         ]
         for run, truncation, g in [*named, ("real images (held-out half)", "", real)]
     ]

@@ -14,13 +14,20 @@ the load average is in the output.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
 
-from experiments.end_to_end import run_gan_train, steady_epoch_seconds
-from experiments.timing import from_project_root, report, time_in_rounds, training_run_parser
+from experiments.end_to_end import gan_train_rate
+from experiments.timing import (
+    best_of,
+    from_project_root,
+    load_average,
+    ratio_rows,
+    report,
+    time_in_rounds,
+    training_run_parser,
+)
 from gan.tables import markdown_table
 
 # XLA_FLAGS settings tried (the names are this TensorFlow's XLA:CPU options); "" is XLA as is.
@@ -48,26 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     steps = Config().steps_per_epoch(len(data.load_path(path)))
 
     def variant(jit: str, flags: str | None):
-        """epochs -> steps/s over the median epoch after the first of a run with `jit` and
-        XLA_FLAGS `flags` (None: unset)."""
-
-        def rate(epochs: int) -> float:
-            run = run_gan_train(str(path), epochs, jit, env={"XLA_FLAGS": flags})
-            return steps / steady_epoch_seconds(run)
-
-        return rate
+        """A run with `jit` and XLA_FLAGS `flags` (None: unset)."""
+        return gan_train_rate(str(path), steps, jit, env={"XLA_FLAGS": flags})
 
     variants = {
         NO_XLA: variant("--no-jit", None),
         **{f"--jit {s}".strip(): variant("--jit", s) for s in FLAG_SETS},
     }
     # time_in_rounds gives each variant its argument: here the epochs of a run
-    best = {
-        name: max(rates) for name, rates in time_in_rounds(variants, args.epochs, ROUNDS).items()
-    }
-    rows = [[name, f"{rate:.1f}", f"{rate / best[NO_XLA]:.2f}x"] for name, rate in best.items()]
+    best = best_of(time_in_rounds(variants, args.epochs, ROUNDS))
+    rows = ratio_rows(best, NO_XLA)
     command = shlex.join(["python", "-m", "experiments.xla_flags", *argv])
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     text = "\n".join(
         [
             "# XLA:CPU flags against the step without XLA",
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`python -m gan.train --data {from_project_root(path)} --epochs {args.epochs}` with "
             f"each variant's flags, {ROUNDS} interleaved rounds; steps/s: {steps} steps over the "
             "median epoch after the first, best of the rounds. Load average at the end: "
-            f"{load}.",
+            f"{load_average()}.",
             "",
         ]
     )

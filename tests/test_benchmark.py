@@ -183,7 +183,7 @@ def test_xla_flags_times_each_flag_set_against_the_step_without_xla(
         return real_run(path, epochs, *options, env=env)
 
     real_run = end_to_end.run_gan_train
-    monkeypatch.setattr(xla_flags, "run_gan_train", recording_run)
+    monkeypatch.setattr(end_to_end, "run_gan_train", recording_run)
     monkeypatch.setattr(xla_flags, "FLAG_SETS", ("", "--xla_cpu_use_thunk_runtime=false"))
     monkeypatch.setattr(xla_flags, "ROUNDS", 1)
     monkeypatch.setenv("XLA_FLAGS", "--callers_own")
@@ -283,7 +283,7 @@ def test_step_costs_times_each_change_and_thread_setting_against_the_default(
         return real_run(path, epochs, *options, env=env)
 
     real_run = end_to_end.run_gan_train
-    monkeypatch.setattr(step_costs, "run_gan_train", recording_run)
+    monkeypatch.setattr(end_to_end, "run_gan_train", recording_run)
     monkeypatch.setattr(step_costs, "THREADS", ((None, None), ("1", "1")))
     monkeypatch.setattr(step_costs, "ROUNDS", 1)
     # the peers as installed or not: a stand-in for each case
@@ -310,3 +310,14 @@ def test_step_costs_times_each_change_and_thread_setting_against_the_default(
     assert by_variant[step_costs._threads_name(None, None)][2] == "1.00x |"
     for name, row in by_variant.items():
         assert float(row[1]) > 0, name
+
+
+def test_the_fastest_round_of_each_variant_and_its_ratio_to_a_baseline():
+    from experiments.timing import best_of, ratio_rows
+
+    best = best_of({"default": [100.0, 120.0, 110.0], "other": [30.0, 60.0]})
+    assert best == {"default": 120.0, "other": 60.0}
+    assert ratio_rows(best, "default") == [
+        ["default", "120.0", "1.00x"],
+        ["other", "60.0", "0.50x"],
+    ]
