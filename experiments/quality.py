@@ -1,13 +1,15 @@
 """The quality experiment: the `best` preset (gan.config.PRESETS) against its ablations (best
-without each of its techniques), best with what it leaves out (--augment translation; wider
-networks) and the baselines (the textbook, and mlp-bn with the textbook's other options), on
-the 10,000 MNIST digits and on 10,000 Fashion-MNIST images.
+without each of its techniques), best given the labels in place of its clusters, best without
+self-conditioning with what it leaves out (--augment translation; wider networks), and the
+baselines (the textbook, and mlp-bn with the textbook's other options), on the 10,000 MNIST
+digits and on 10,000 Fashion-MNIST images.
 
     python -m experiments.quality [--dataset mnist|fashion] [--quick] [--only RUN,...]
         (see --help; writes experiments/results/quality/mnist/ and quality/fashion/)
 
 Every run trains as long as `best` does and is scored with gan.evaluate every EVAL_EVERY
-epochs; on MNIST `best` and each variant of WITH run with three seeds, whose mean ±
+epochs; on MNIST `best`, best without self-conditioning, best with the labels and each
+variant of WITH run with three seeds, whose mean ±
 standard deviation the results give, since one GAN run says little, and the variants of
 TRIED_ONCE with one. The results hold the
 table, 10x10 sample grids, and the scores against epochs and against training wall time.
@@ -21,18 +23,22 @@ from gan.config import PRESETS, Config
 BEST = PRESETS["best"]
 SEEDS = (0, 1, 2)
 EVAL_EVERY = 10
-# Tried for best and left out of it (name -> the options added to best): the results show why.
+# Best without self-conditioning (best-without-self_condition, with each of SEEDS): what the
+# variants below were tried on, before self-conditioning joined best.
+UNCLUSTERED = "best-without-self_condition"
+# Tried and left out of best (name -> the options added to UNCLUSTERED): the results show why.
 WITH = {
     "augment": {"augment": "translation"},
     # mlp-bn's hidden layers twice as wide (256,512,1024 and 512,256; the generator's last
     # stays 1024): 1.6x the generator's parameters, 2.5x the discriminator's
     "wide": {"g_hidden": (512, 1024, 1024), "d_hidden": (1024, 512)},
-    # the images' class labels given to both networks (--conditional, experiments.conditional):
-    # what the same techniques reach when the generator is told which class to draw
-    "conditional": {"conditional": True},
 }
-# Tried once (seed 0, MNIST only) on the classifier's doubt about best's samples, the gap to
-# the score target (name -> the options changed from best's).
+# The images' class labels given to both networks in place of the clusters (--conditional,
+# experiments.conditional): what the same techniques reach when the generator is told which
+# class to draw (name -> the options added to best).
+LABELLED = {"conditional": {"conditional": True}}
+# Tried once (seed 0, MNIST only) on the classifier's doubt about UNCLUSTERED's samples, the
+# gap to the score target then (name -> the options changed from UNCLUSTERED's).
 TRIED_ONCE = {
     "linear": {"lr_schedule": "linear"},  # both learning rates decay to 0 at the last epoch
     "r1-0.3": {"r1": 0.3},  # a lighter R1 penalty: a sharper discriminator
@@ -47,22 +53,31 @@ DEFAULTS = Config()
 
 def runs(seeds: tuple[int, ...] = SEEDS, once: dict | None = None) -> dict:
     """run name -> options: best with each of `seeds`, best without each technique (that
-    option at its textbook value), best with each variant of WITH (with each of `seeds`) and
-    of `once` (seed 0), and the two baselines (mlp-bn, the textbook)."""
+    option at its textbook value; without self-conditioning with each of `seeds`), best with
+    the labels (LABELLED, each of `seeds`), UNCLUSTERED with each variant of WITH (each of
+    `seeds`) and of `once` (seed 0), and the two baselines (mlp-bn, the textbook)."""
     techniques = [name for name in BEST if name != "epochs"]
+    unclustered = {"preset": "best", "self_condition": DEFAULTS.self_condition}
     return {
         **{_seeded("best", seed): {"preset": "best", "seed": seed} for seed in seeds},
         **{
             f"best-without-{name}": {"preset": "best", name: getattr(DEFAULTS, name)}
             for name in techniques
+            if name != "self_condition"
         },
+        **{_seeded(UNCLUSTERED, seed): {**unclustered, "seed": seed} for seed in seeds},
         **{
             _seeded(f"best-with-{name}", seed): {"preset": "best", **options, "seed": seed}
+            for name, options in LABELLED.items()
+            for seed in seeds
+        },
+        **{
+            _seeded(f"{UNCLUSTERED}-with-{name}", seed): {**unclustered, **options, "seed": seed}
             for name, options in WITH.items()
             for seed in seeds
         },
         **{
-            f"best-with-{name}": {"preset": "best", **options}
+            f"{UNCLUSTERED}-with-{name}": {**unclustered, **options}
             for name, options in (once or {}).items()
         },
         "mlp-bn": {"arch": "mlp-bn"},
@@ -85,7 +100,12 @@ def experiment(
         train_images=10_000,
         repeats={
             base: tuple(_seeded(base, seed) for seed in seeds)
-            for base in ("best", *(f"best-with-{name}" for name in WITH))
+            for base in (
+                "best",
+                UNCLUSTERED,
+                *(f"best-with-{name}" for name in LABELLED),
+                *(f"{UNCLUSTERED}-with-{name}" for name in WITH),
+            )
         },
         module="quality",
         **data,

@@ -287,14 +287,14 @@ def _train(config, run_dir: Path, images, evaluator, labels=None) -> None:
 
 def _samples(run_dir: Path, count: int):
     """The `count` images a finished run was evaluated on and, for a conditional run, their
-    labels (None otherwise): gan.generate with noise seed 0 from its generator.keras, as
-    gan.train's evaluation draws them."""
-    import keras
+    labels (None otherwise, also for a --self-condition run's clusters): gan.generate with
+    noise seed 0 from its generator.keras, as gan.train's evaluation draws them."""
+    from gan.sampling import GeneratorSource, generate_with_labels
 
-    from gan.sampling import generate_with_labels
-
-    generator = keras.models.load_model(run_dir / rundir.GENERATOR, compile=False)
-    return generate_with_labels(generator, count, seed=0)
+    source = GeneratorSource.resolve(run=str(run_dir))
+    clusters = source.default_labels(count)
+    samples, labels = generate_with_labels(source.load(), count, seed=0, labels=clusters)
+    return samples, None if clusters is not None else labels
 
 
 def _parser(experiment: Experiment, prog: str) -> argparse.ArgumentParser:

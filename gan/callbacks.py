@@ -19,6 +19,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from gan import rundir
+from gan.clusters import sample_sequence
 from gan.config import parse_step_range, shown
 from gan.data import to_uint8
 from gan.evaluation import format_line, log_scalars
@@ -107,15 +108,23 @@ class SampleGrids(keras.callbacks.Callback):
         self.epochs = epochs
 
     @classmethod
-    def for_run(cls, config, samples_dir: Path, writer, every: int, epochs: int) -> SampleGrids:
+    def for_run(
+        cls, config, samples_dir: Path, writer, every: int, epochs: int, clusters=None
+    ) -> SampleGrids:
         """The grids of a run (a resolved gan.config.Config), noise from its --seed: 5x5
-        samples, or for --conditional one row per class (the first CLASS_GRID_ROWS), each
-        row with the same CLASS_GRID_COLS noise vectors, so a column shows one latent point
-        as each class, and the slider each class across epochs."""
+        samples (--self-condition: their clusters drawn at their shares of `clusters`, the
+        training images' cluster ids, as gan.generate draws them), or for --conditional one
+        row per class (the first CLASS_GRID_ROWS), each row with the same CLASS_GRID_COLS
+        noise vectors, so a column shows one latent point as each class, and the slider
+        each class across epochs."""
         rng = np.random.default_rng(config.seed)
         if not config.conditional:
             noise = rng.standard_normal((GRID_ROWS * GRID_COLS, config.noise_dim), np.float32)
-            return cls(noise, samples_dir, writer, every, epochs)
+            labels = None
+            if config.self_condition:
+                count = GRID_ROWS * GRID_COLS
+                labels = sample_sequence(clusters, config.self_condition, count).astype(np.int32)
+            return cls(noise, samples_dir, writer, every, epochs, labels)
         rows = min(CLASS_GRID_ROWS, config.num_classes)
         noise = rng.standard_normal((CLASS_GRID_COLS, config.noise_dim), np.float32)
         labels = np.repeat(np.arange(rows, dtype=np.int32), CLASS_GRID_COLS)
@@ -201,16 +210,19 @@ class Evaluation(keras.callbacks.Callback):
     """Scores the generator with a gan.evaluation.Evaluator every `every` epochs and after the
     last: as many samples as the evaluator's held-out real images, always from noise seed 0
     (so the last evaluation equals `python -m gan.evaluate --run`); a conditional generator's
-    for every class in turn (gan.generate's default labels), scored with their labels.
+    for every class in turn (gan.generate's default labels), scored with their labels; a
+    --self-condition one's for `clusters` (gan.clusters.sample_sequence: each cluster at
+    its share, one per held-out real image), scored as an unconditional generator's.
     Writes TensorBoard scalars eval/* and eval_real/* at step = epoch number, appends a record
     to `eval.json` and prints one line. A record of this epoch or a later one from an earlier
     training session (a run killed after its last checkpoint, then resumed) is replaced, as
     gan.rundir.roll_back does for the other per-epoch outputs; records of `python -m
     gan.evaluate` are kept."""
 
-    def __init__(self, evaluator, run_dir: Path, writer, every: int, epochs: int):
+    def __init__(self, evaluator, run_dir: Path, writer, every: int, epochs: int, clusters=None):
         super().__init__()
         self.evaluator = evaluator
+        self.clusters = clusters
         self.eval_path = Path(run_dir) / rundir.EVALUATIONS
         self.writer = writer
         self.every = every
@@ -220,9 +232,10 @@ class Evaluation(keras.callbacks.Callback):
         number = epoch + 1
         if number % self.every == 0 or number == self.epochs:
             images, labels = generate_with_labels(
-                self.model.sampler, self.evaluator.held_out_count, seed=0
+                self.model.sampler, self.evaluator.held_out_count, seed=0, labels=self.clusters
             )
-            result = self.evaluator.evaluate(images, labels)
+            scored_labels = None if self.clusters is not None else labels
+            result = self.evaluator.evaluate(images, scored_labels)
             log_scalars(self.writer, result, step=number)
             rundir.append_record(
                 self.eval_path,

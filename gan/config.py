@@ -36,11 +36,13 @@ AUGMENTATIONS = ("translation", "cutout")  # keys of gan.augment.AUGMENTATIONS
 PRESETS = {
     "textbook": {},
     # experiments/results/quality: the upgraded MLP, the generator's moving average, a light R1
-    # penalty, 300 epochs. (Shifting D's images, --augment translation, scored worse there.)
+    # penalty, both networks conditioned on 50 k-means clusters of the images (no labels
+    # needed), 300 epochs. (Shifting D's images, --augment translation, scored worse there.)
     "best": {
         "arch": "mlp-bn",
         "ema": 0.999,
         "r1": 1.0,
+        "self_condition": 50,
         "epochs": 300,
     },
 }
@@ -55,6 +57,7 @@ ADDED_LATER = {
     "num_classes": None,
     "checkpoint_interval": 60.0,
     "conditional_bn": False,
+    "self_condition": 0,
 }
 
 # Options a resumed run (--resume) may change: how long it trains, how often it writes, and where
@@ -129,6 +132,10 @@ MAX_CLASSES = 256  # labels are uint8 everywhere (idx label files, .npz, gan.gen
 
 def _class_count(value):
     return None if 2 <= value <= MAX_CLASSES else f"must be in 2..{MAX_CLASSES}"
+
+
+def _cluster_count(value):
+    return None if value == 0 or 2 <= value <= MAX_CLASSES else f"must be 0 or in 2..{MAX_CLASSES}"
 
 
 def parse_step_range(text: str) -> tuple[int, int] | None:
@@ -231,6 +238,16 @@ class Config:
         "classes of a --conditional run, labels 0..N-1 (default: 1 + the largest label of the "
         "training images; config.json records it)",
         _class_count,
+    )
+    self_condition: int = _option(
+        0,
+        "self-conditioning (Liu et al. 2020): cluster the training images into K groups "
+        "(k-means on their pixels, seeded: the same images give the same clusters) and train "
+        "a conditional GAN on the cluster ids as its classes, so that no label is needed; the "
+        "run keeps them in RUN/clusters.npz, and samples (grids, evaluations, gan.generate, "
+        "gan.evaluate) draw each cluster at its share of the images. 0: off. An explicit "
+        "--conditional (the images' own labels) replaces a preset's --self-condition",
+        _cluster_count,
     )
     lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
     g_lr: float | None = _option(
@@ -409,9 +426,14 @@ class Config:
             )
         if self.num_classes is not None and not self.conditional:
             raise UsageError("--num-classes is for --conditional runs only")
-        if self.conditional_bn and not (self.conditional and self.arch in BATCHNORM_GENERATORS):
+        if self.conditional and self.self_condition:
             raise UsageError(
-                "--conditional-bn is for --conditional runs of --arch "
+                "--conditional trains on the images' labels, --self-condition on clusters "
+                "instead: give one"
+            )
+        if self.conditional_bn and not (self.classes and self.arch in BATCHNORM_GENERATORS):
+            raise UsageError(
+                "--conditional-bn is for --conditional or --self-condition runs of --arch "
                 f"{' and '.join(BATCHNORM_GENERATORS)} (the generators with BatchNorm)"
             )
         if widths and self.arch not in MLP_HIDDEN:
@@ -471,13 +493,23 @@ class Config:
     @classmethod
     def from_options(cls, **options) -> Config:
         """The config of the given options over the values of `options["preset"]` (if any)
-        over the defaults; validated."""
-        return cls(**{**PRESETS[options.get("preset") or "textbook"], **options})
+        over the defaults; validated. Options given with --conditional (the images' labels)
+        drop the preset's self_condition (clusters in their place)."""
+        preset = PRESETS[options.get("preset") or "textbook"]
+        if options.get("conditional"):
+            preset = {k: v for k, v in preset.items() if k != "self_condition"}
+        return cls(**{**preset, **options})
 
     def steps_per_epoch(self, image_count: int) -> int:
         """Training steps in an epoch over `image_count` images: the last partial batch is
         dropped."""
         return steps_per_epoch(image_count, self.batch_size)
+
+    @property
+    def classes(self) -> int | None:
+        """The classes the networks are conditioned on: --conditional's resolved num_classes,
+        --self-condition's clusters, or None (an unconditional GAN)."""
+        return self.num_classes if self.conditional else (self.self_condition or None)
 
     @property
     def learning_rates(self) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """Score samples against real images: `python -m gan.evaluate --run logs/NAME` (see --help).
 
 The protocol and its scores are gan.evaluation's; this module is the command line over it:
-it scores a run's generator (sampled here, every class in turn for a conditional one), a
+it scores a run's generator (sampled here, every class in turn for a conditional one, each
+cluster at its share for a --self-condition one, scored as an unconditional one's), a
 generator file or a file of samples, prints the table, and with --run appends the result to
 the run's eval.json and writes its TensorBoard scalars.
 """
@@ -74,15 +75,19 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         evaluator = Evaluator.for_dataset(
             dataset, data_path, args.limit, origin, cache_dir=args.cache_dir
         )
+        count = args.n or evaluator.held_out_count
+        # a self-conditioned run's samples: its clusters at their shares
+        clusters = source.default_labels(count) if source else None
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
     if generator is not None:  # a conditional one's samples: every class in turn
-        count = args.n or evaluator.held_out_count
         samples, labels = generate_with_labels(
-            generator, count, args.seed, truncation=args.truncation
+            generator, count, args.seed, clusters, truncation=args.truncation
         )
+        if clusters is not None:  # scored as an unconditional generator's samples
+            labels = None
     try:
         result = evaluator.evaluate(samples, labels)
     except UsageError as error:  # labels the classifier does not have

@@ -2,7 +2,8 @@
 --out samples.npz` (see --help); of a conditional run (--conditional), of chosen classes:
 `--label 7`, `--label 0-9`, `--label 1,3,5` (image i gets the list's label i mod its length;
 without --label every class in turn, label i mod num_classes), saved beside the images in the
-.npz as `labels`.
+.npz as `labels`. Of a --self-condition run, --label picks clusters, and without it each
+cluster is drawn at its share of the training images; the .npz keeps them as `clusters`.
 
 The generator comes from a run directory (its generator.keras, or with --checkpoint E,
 latest or PATH one of its checkpoints) or from a bare saved model (--generator path.keras);
@@ -84,6 +85,8 @@ def _main(args: argparse.Namespace) -> int:
         if args.label is not None and num_classes is None:  # a bare .keras file
             raise UsageError(f"--label: {source.path} is not a conditional generator")
         labels = None if num_classes is None else label_sequence(args.label, count, num_classes)
+        if args.label is None and source.self_conditioned:
+            labels = source.default_labels(count)  # its clusters at their shares
         check_memory(count, noise_dim, grid_pixels)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -95,10 +98,13 @@ def _main(args: argparse.Namespace) -> int:
     if out:
         arrays = {"images": images[: args.n]}
         if labels is not None:
-            arrays["labels"] = labels[: args.n]
+            # a self-conditioned run's clusters are no classes for gan.evaluate to score
+            arrays["clusters" if source.self_conditioned else "labels"] = labels[: args.n]
         np.savez_compressed(out, **arrays)
-        keys = "key 'images', uint8" + (
-            "; their classes: key 'labels'" if "labels" in arrays else ""
+        keys = "key 'images', uint8" + "".join(
+            f"; their {'classes' if key == 'labels' else key}: key '{key}'"
+            for key in arrays
+            if key != "images"
         )
         print(f"Wrote {args.n} images from {source.describe()} to {out} ({keys})")
     if png:
@@ -116,7 +122,8 @@ def check_label(label: tuple[int, ...] | None, source: GeneratorSource) -> None:
     num_classes = source.num_classes()
     if num_classes is None:
         raise UsageError(
-            f"--label: {source.run_dir} is not a conditional run (train with --conditional)"
+            f"--label: {source.run_dir} is not a conditional run (train with --conditional "
+            "or --self-condition)"
         )
     label_sequence(label, 1, num_classes)
 
@@ -138,7 +145,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CLASSES",
         help="for a conditional run (--conditional): the classes to draw, a class (7), a "
         "range (0-9) or a comma list (1,3,5); image i gets the list's label i mod its length "
-        "(default: every class in turn). The .npz keeps them as 'labels' (uint8)",
+        "(default: every class in turn). The .npz keeps them as 'labels' (uint8). For a "
+        "--self-condition run: its clusters (default: each at its share of the training "
+        "images), kept as 'clusters'",
     )
     parser.add_argument(
         "--out",

@@ -168,22 +168,22 @@ def build_discriminator(arch: str, hidden: tuple[int, ...] | None = None):
 
 def generator_for(config) -> keras.Model:
     """The generator a gan.config.Config describes: --arch, --noise-dim, --g-hidden,
-    --conditional (with its resolved num_classes)."""
-    if not config.conditional:
+    --conditional (with its resolved num_classes) or --self-condition (config.classes)."""
+    if not config.classes:
         return build_generator(config.arch, config.noise_dim, config.g_hidden)
     if config.conditional_bn:
         body = build_generator(config.arch, config.noise_dim, config.g_hidden)
-        return conditional_bn_generator(body, config.num_classes)
+        return conditional_bn_generator(body, config.classes)
     body = build_generator(config.arch, config.noise_dim + LABEL_EMBEDDING, config.g_hidden)
-    return conditional_generator(body, config.noise_dim, config.num_classes)
+    return conditional_generator(body, config.noise_dim, config.classes)
 
 
 def discriminator_for(config) -> keras.Model:
     """The discriminator a gan.config.Config describes: --arch, --d-hidden, --conditional
-    (with its resolved num_classes), --spectral-norm."""
+    (with its resolved num_classes) or --self-condition (config.classes), --spectral-norm."""
     discriminator = build_discriminator(config.arch, config.d_hidden)
-    if config.conditional:
-        discriminator = projection_discriminator(discriminator, config.num_classes)
+    if config.classes:
+        discriminator = projection_discriminator(discriminator, config.classes)
     return spectrally_normalised(discriminator) if config.spectral_norm else discriminator
 
 

@@ -41,6 +41,7 @@ CHECKPOINTS = "checkpoints"  # checkpoints/ckpt-E.*: the training state (gan.che
 GENERATOR = "generator.keras"  # the network samples come from (with --ema, the average)
 GENERATOR_RAW = "generator_raw.keras"  # with --ema: the trained generator itself
 DISCRIMINATOR = "discriminator.keras"
+CLUSTERS = "clusters.npz"  # with --self-condition: each training image's cluster (gan.clusters)
 GENERATED = "generated"  # generated/: gan.generate's and gan.evaluate's outputs by default
 DAMAGED = "damaged"  # damaged/: files the roll-back cannot parse, moved there untouched
 LOCK_FILE = ".lock"  # the file RunLock locks; it holds the holder's pid and start time

@@ -6,7 +6,8 @@ training's evaluations (--eval-every).
 Noise is z ~ N(0, I) drawn with numpy.random.default_rng(seed) (draw_noise; optionally
 truncated), so a seed always gives the same images, and the first k images do not depend on
 how many are drawn. A conditional generator's images get their classes in turn
-(label_sequence).
+(label_sequence); a --self-condition run's its clusters, each at its share of the training
+images (GeneratorSource.default_labels: which depends on how many are drawn).
 
 Checkpoints are those gan.checkpoints writes: RUN/checkpoints/ckpt-E holds the training state
 after E epochs, among it `generator`, the list of the generator's variables. A checkpoint
@@ -69,10 +70,29 @@ class GeneratorSource:
         return cls(path, run_dir, False, rundir.read_config(run_dir).epochs)
 
     def num_classes(self) -> int | None:
-        """The classes of a conditional run's generator, from the run's config.json (no
-        TensorFlow); None for an unconditional run, or for a bare .keras file (unknown
-        until it is loaded: see gan.models.generator_inputs)."""
-        return rundir.read_config(self.run_dir).num_classes if self.run_dir is not None else None
+        """The classes of a conditional run's generator (a --self-condition run's clusters),
+        from the run's config.json (no TensorFlow); None for an unconditional run, or for a
+        bare .keras file (unknown until it is loaded: see gan.models.generator_inputs)."""
+        return rundir.read_config(self.run_dir).classes if self.run_dir is not None else None
+
+    @property
+    def self_conditioned(self) -> bool:
+        """Whether the generator is a --self-condition run's: its classes are clusters, not
+        the data set's classes. A bare .keras file does not say: False."""
+        return self.run_dir is not None and bool(rundir.read_config(self.run_dir).self_condition)
+
+    def default_labels(self, n: int) -> np.ndarray | None:
+        """The classes n samples are drawn for when none are asked for: a --self-condition
+        run's clusters, each at its share of the training images (gan.clusters.sample_sequence,
+        from RUN/clusters.npz); None otherwise (a conditional generator's every class in
+        turn, see label_sequence). Raises UsageError for a missing or damaged clusters file."""
+        from gan import clusters
+
+        if not self.self_conditioned:
+            return None
+        count = rundir.read_config(self.run_dir).self_condition
+        ids = clusters.load(self.run_dir / rundir.CLUSTERS, count)
+        return clusters.sample_sequence(ids, count, n)
 
     def load(self):
         """The generator as a keras.Model: (B, noise_dim) -> (B, 28, 28, 1) in [-1, 1], or

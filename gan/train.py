@@ -9,6 +9,7 @@ exit status 2. A run writes LOGDIR/RUN/:
                                   the options (HParams)
     plugins/profile/              with --profile-steps: a profiler trace (TensorBoard's profile tab)
     samples/epoch_NNN.png         5x5 grids of G(fixed noise); --conditional: a row per class
+    clusters.npz                  with --self-condition: each training image's cluster
     history.csv, losses.png       per-epoch metrics and a plot of the losses
     checkpoints/                  the training state after some epochs (gan.checkpoints)
     generator.keras, discriminator.keras   the trained networks
@@ -133,6 +134,10 @@ class Training:
         self.images, self.labels = images, labels if config.conditional else None
         if config.conditional and (labels is None or len(labels) != len(images)):
             raise ValueError("a --conditional run needs one label for each of its images")
+        # --self-condition: the clusters are the labels (None: an unconditional run)
+        self.clusters = self._clusters(config, resume, chief_run_dir)
+        if self.clusters is not None:
+            self.labels = self.clusters
         has_gpu = bool(tf.config.list_physical_devices("GPU"))
         classes = None if self.labels is None else int(self.labels.max()) + 1
         self.config = config = config.resolved(len(self.images), has_gpu, classes)
@@ -171,11 +176,41 @@ class Training:
         else:
             self._resume_from_chief(strategy, Path(chief_run_dir))
 
+    def _clusters(self, config, resume: bool, chief_run_dir):
+        """--self-condition: the cluster of each training image, uint8 (N,); None without it.
+        A resumed run reads those it started with (its own clusters file, or for a
+        multiworker run's other workers the chief's); a new run, or one killed before it
+        wrote them, clusters its images (gan.clusters.kmeans; _start and _resume write them).
+        Raises UsageError for a damaged clusters file or more clusters than images."""
+        from gan import clusters
+
+        count = config.self_condition
+        if not count:
+            return None
+        if count > len(self.images):
+            raise UsageError(
+                f"--self-condition {count}: more clusters than the {len(self.images)} "
+                "training images"
+            )
+        path = Path(chief_run_dir or self.run_dir) / rundir.CLUSTERS
+        if resume and path.exists():
+            return clusters.load(path, count, len(self.images))
+        return clusters.kmeans(self.images, count)
+
+    def _save_clusters(self):
+        from gan import clusters
+
+        path = self.run_dir / rundir.CLUSTERS
+        if self.clusters is not None and not path.exists():
+            clusters.save(path, self.clusters)
+
     def _start(self):
-        """A new run: creates and locks run_dir, writes config.json and ckpt-0."""
+        """A new run: creates and locks run_dir, writes config.json, the clusters of a
+        --self-condition run and ckpt-0."""
         self.lock = rundir.RunLock(self.run_dir, create=True)
         with self._released_on_error():
             rundir.write_config(self.run_dir, self.config)
+            self._save_clusters()
             self.epochs_done = 0
             self.checkpoints.save(0)  # so that a run killed in its first epoch can resume
 
@@ -211,6 +246,7 @@ class Training:
             self.checkpoints.make_latest(self.epochs_done)
             self.notices += rundir.roll_back(run_dir, self.epochs_done)
             rundir.write_config(run_dir, config)
+            self._save_clusters()  # a run killed before it wrote them clustered again
             if self.checkpoints.latest is None:  # killed before its first checkpoint
                 self.checkpoints.save(0)
 
@@ -299,7 +335,12 @@ class Training:
                         callbacks.HParams(writer, dataclasses.asdict(config), run_dir.name),
                         callbacks.ScalarSummaries(writer),
                         callbacks.SampleGrids.for_run(
-                            config, self.samples_dir, writer, config.sample_every, config.epochs
+                            config,
+                            self.samples_dir,
+                            writer,
+                            config.sample_every,
+                            config.epochs,
+                            self.clusters,
                         ),
                         callbacks.History(self.history_csv, run_dir / rundir.LOSSES_PLOT),
                         *([self._evaluation(writer)] if config.eval_every else []),
@@ -325,9 +366,14 @@ class Training:
 
     def _evaluation(self, writer):
         from gan.callbacks import Evaluation
+        from gan.clusters import sample_sequence
 
         every, epochs = self.config.eval_every, self.config.epochs
-        return Evaluation(self.evaluator, self.run_dir, writer, every, epochs)
+        clusters = None
+        if self.clusters is not None:  # the clusters the samples are drawn for
+            count, n = self.config.self_condition, self.evaluator.held_out_count
+            clusters = sample_sequence(self.clusters, count, n)
+        return Evaluation(self.evaluator, self.run_dir, writer, every, epochs, clusters)
 
 
 def main(argv: list[str] | None = None) -> int:
