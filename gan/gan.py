@@ -359,8 +359,9 @@ def build_gan(config, adam=FusedAdam, steps_per_epoch: int | None = None) -> GAN
     config.jit, config.steps_per_call steps per compiled call, and config.mixed_precision.
     steps_per_epoch: needed by a decaying --lr-schedule, which reaches 0 after config.epochs
     epochs. --conditional needs config.num_classes resolved (Config.resolved with the
-    labels' class count); --self-condition trains the same conditional GAN on its clusters. Call it inside a tf.distribute strategy's scope to train under
-    that strategy; each replica then draws its own dropout masks (fold_replica_into_dropout)."""
+    labels' class count); --self-condition trains the same conditional GAN on its clusters.
+    Call it inside a tf.distribute strategy's scope to train under that strategy; each
+    replica then draws its own dropout masks (fold_replica_into_dropout)."""
     with _precision_policy(config.mixed_precision):
         generator = generator_for(config)
         discriminator = discriminator_for(config)
