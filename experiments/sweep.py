@@ -103,9 +103,10 @@ def _run(experiment: Experiment, args: argparse.Namespace, argv: list[str], prog
             raise UsageError("--partial trains nothing and --only writes no results: give one")
         selected = _selected(args.only, configs)
         # The runs share their data: with labels if any run is conditional (the others
-        # ignore them).
+        # ignore them; a --self-condition run clusters the images itself).
         conditional = any(config.conditional for config in configs.values())
-        images, labels = load_data(next(iter(configs.values())).replace(conditional=conditional))
+        first = next(iter(configs.values()))
+        images, labels = load_data(first.replace(conditional=conditional, self_condition=0))
         classes = None if labels is None else int(labels.max()) + 1
         finished = {
             name: _finished(configs[name], len(images), classes, args.partial) for name in selected
