@@ -1,33 +1,28 @@
-"""Self-conditioning (Liu et al. 2020, "Diverse Image Generation via Self-Conditioned GANs"):
-the best preset given cluster ids in place of class labels, so that no label is used.
+"""Self-conditioning's number of clusters: the best preset (gan.config.PRESETS, whose
+--self-condition trains on k-means clusters of the images in place of class labels) with each
+K of --clusters, on the 10,000 MNIST digits.
 
-    python -m experiments.self_condition [--clusters 50] [--seeds 0 1 2] [--epochs 300]
+    python -m experiments.self_condition [--clusters 10 25 50 100] [--seeds 0] [--epochs 300]
 
-The unconditional `best` falls short of the classifier-score target because some of its
-samples lie between digits (experiments/README.md, section 5), and given the true labels the
-same techniques pass it (section 6). Here the labels are replaced by what the images alone
-give: k-means clusters of their pixels (seeded; CLUSTER_SEED). The script writes the images
-with their cluster ids to LOGDIR/clusters-K.npz, trains on them as a user would,
+For each K and seed it trains, as a user would,
 
-    python -m gan.train --preset best --conditional --data LOGDIR/clusters-K.npz --seed S
+    python -m gan.train --preset best --self-condition K --data DATA --seed S --epochs E
 
-once per seed (a finished run is kept, not trained again), and scores each generator with
-gan.evaluate's protocol against the labelled real images, as an unconditional one: its samples
-draw each cluster at that cluster's share of the images (SAMPLE_SEED shuffles the order), so
-that the class balance is the data's. The dataset's labels are used by the evaluation
-classifier only, as for every run. Writes OUT/README.md (the table, mean ± sd over the seeds,
-how well the clusters match the classes), OUT/results.json (every score) and OUT/<run>.png
-(the first 100 scored samples).
+(a finished run is kept, not trained again), and scores the generator as `python -m
+gan.evaluate --run` does: its samples draw each cluster at its share of the images, and are
+scored as an unconditional generator's against the labelled real images. The data set's labels
+are used by the evaluation classifier, and here to measure how well the run's clusters
+(RUN/clusters.npz) match the classes (their purity); never in training or sampling. Writes
+OUT/README.md (the table; with several seeds, mean ± sd per K), OUT/results.json (every score)
+and OUT/<run>.png (the first 100 scored samples).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -42,50 +37,10 @@ from experiments.report import (
     score_cells,
 )
 from experiments.timing import DEFAULT_DATA, PROJECT_ROOT, from_project_root
+from gan.cli import whole_number
 from gan.tables import markdown_table
 
-CLUSTER_SEED = 0
-SAMPLE_SEED = 0  # the order of the samples' cluster ids
-MAX_ITERATIONS = 300
 PROG = "python -m experiments.self_condition"
-
-
-def kmeans(images: np.ndarray, k: int, seed: int = CLUSTER_SEED) -> np.ndarray:
-    """Cluster ids int64 (N,) in 0..k-1 of uint8 images (N, 28, 28): k-means on the pixels
-    scaled to [0, 1], k-means++ initialisation from numpy.random.default_rng(seed), Lloyd's
-    iterations until no image changes cluster (at most MAX_ITERATIONS). No cluster is empty:
-    every centre starts on an image, and a centre left without images keeps its place."""
-    x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-    rng = np.random.default_rng(seed)
-    centres = [x[rng.integers(len(x))]]
-    nearest = ((x - centres[0]) ** 2).sum(axis=1)
-    for _ in range(1, k):  # each next centre drawn with probability ~ squared distance
-        centre = x[rng.choice(len(x), p=nearest / nearest.sum())]
-        centres.append(centre)
-        nearest = np.minimum(nearest, ((x - centre) ** 2).sum(axis=1))
-    centres = np.stack(centres)
-    assignment = None
-    for _ in range(MAX_ITERATIONS):
-        distances = (centres**2).sum(axis=1)[None] - 2 * x @ centres.T
-        new = distances.argmin(axis=1)
-        if assignment is not None and np.array_equal(new, assignment):
-            break
-        assignment = new
-        for j in range(k):
-            members = x[assignment == j]
-            if len(members):
-                centres[j] = members.mean(axis=0)
-    return assignment.astype(np.int64)
-
-
-def cluster_sequence(clusters: np.ndarray, n: int, seed: int = SAMPLE_SEED) -> np.ndarray:
-    """n cluster ids, each cluster as often as its share of `clusters` (N,) in 0..K-1 (rounded
-    down, the remainder to the largest shares), in an order shuffled by `seed`."""
-    k = int(clusters.max()) + 1
-    shares = np.bincount(clusters, minlength=k) / len(clusters) * n
-    counts = np.floor(shares).astype(int)
-    counts[np.argsort(counts - shares)[: n - counts.sum()]] += 1  # the largest remainders
-    return np.random.default_rng(seed).permutation(np.repeat(np.arange(k), counts))
 
 
 def purity(clusters: np.ndarray, labels: np.ndarray) -> float:
@@ -111,70 +66,50 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, command: str, spec=None) -> str:
-    """Clusters, trains, scores and writes OUT (see the module docstring); returns README.md's
-    text. spec: the evaluation classifier's gan.classifier.ClassifierSpec (None: the default)."""
-    from gan import data
+    """Trains, scores and writes OUT (see the module docstring); returns README.md's text.
+    spec: the evaluation classifier's gan.classifier.ClassifierSpec (None: the default)."""
+    from gan import clusters, data, rundir
     from gan.evaluation import Evaluator
     from gan.images import make_grid, save_png
-    from gan.sampling import GeneratorSource, generate
+    from gan.sampling import GeneratorSource
 
     logdir, out = Path(args.logdir), Path(args.out)
-    images, labels = data.load_labelled("mnist", args.data, None, None)
-    names = {seed: f"k{args.clusters}-seed{seed}" for seed in args.seeds}
-    for name in names.values():  # before any training: a kept run must be usable
+    labels = data.load_labelled("mnist", args.data, None, None)[1]
+    names = {
+        (k, seed): f"k{k}-seed{seed}" for k in sorted(set(args.clusters)) for seed in args.seeds
+    }
+    for (k, _), name in names.items():  # before any training: a kept run must be usable
         if (logdir / name).exists():
-            _check_finished_run(logdir / name, args.epochs)
-    clusters_file = logdir / f"clusters-{args.clusters}.npz"
-    clusters = _clusters(clusters_file, images, args.clusters)
-    for seed, name in names.items():
+            _check_finished_run(logdir / name, k, args.epochs)
+    for (k, seed), name in names.items():
         if not (logdir / name).exists():
-            _train(clusters_file, logdir, name, seed, args.epochs)
+            _train(args.data, logdir, name, k, seed, args.epochs)
 
     evaluator = Evaluator.for_dataset("mnist", args.data, cache_dir=args.cache_dir, spec=spec)
-    sequence = cluster_sequence(clusters, evaluator.held_out_count)
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
-    for name in names.values():
-        generator = GeneratorSource.resolve(run=str(logdir / name)).load()
-        samples = generate(generator, len(sequence), 0, labels=sequence)
-        rows[name] = {**evaluator.score(samples), **confidence(evaluator, samples)}
+    for (k, _), name in names.items():
+        source = GeneratorSource.resolve(run=str(logdir / name))
+        n = evaluator.held_out_count
+        samples = source.samples(source.load(), n)[0]
+        ids = clusters.load(logdir / name / rundir.CLUSTERS, k, len(labels))
+        rows[name] = {
+            "clusters": k,
+            "purity": purity(ids, labels),
+            **evaluator.score(samples),
+            **confidence(evaluator, samples),
+        }
         save_png(make_grid(samples, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
     real = {**evaluator.real_scores(), **confidence(evaluator, evaluator.held_out_images)}
-    cluster_purity = purity(clusters, labels)
-    text = _report(args, command, rows, real, cluster_purity, clusters_file)
+    text = _report(args, command, rows, real)
     (out / "README.md").write_text(text)
-    record = {"command": command, "clusters": args.clusters, "purity": cluster_purity}
-    record.update(epochs=args.epochs, runs=rows, real=real)
+    record = {"command": command, "epochs": args.epochs, "runs": rows, "real": real}
     (out / "results.json").write_text(json.dumps(record, indent=2) + "\n")
     return text
 
 
-def _clusters(path: Path, images: np.ndarray, k: int) -> np.ndarray:
-    """The cluster ids of `images` kept in `path` (the images with their ids, as gan.train
-    reads them), written first if it does not exist. Raises UsageError if it holds other
-    images (another --data) or cannot be read."""
-    from gan.errors import UsageError
-    from gan.rundir import write_atomically
-
-    if not path.exists():
-        clusters = kmeans(images, k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        np.savez(buffer, images=images, labels=clusters)
-        write_atomically(path, buffer.getvalue())  # a kill leaves no half-written file
-        return clusters
-    try:
-        with np.load(path) as kept:
-            kept_images, clusters = kept["images"], kept["labels"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        raise UsageError(f"cannot read {path} ({error}): remove it to cluster again") from None
-    if not np.array_equal(kept_images, images):
-        raise UsageError(f"{path} holds other images than --data: give another --logdir")
-    return clusters
-
-
-def _check_finished_run(run_dir: Path, epochs: int) -> None:
-    """A run kept from an earlier call must be finished and as long as asked for."""
+def _check_finished_run(run_dir: Path, k: int, epochs: int) -> None:
+    """A run kept from an earlier call must be finished, and have trained as asked."""
     from gan.errors import UsageError
     from gan.rundir import read_config
 
@@ -183,39 +118,30 @@ def _check_finished_run(run_dir: Path, epochs: int) -> None:
             f"{run_dir} is unfinished: finish it with python -m gan.train --resume "
             f"{run_dir}, or remove it"
         )
-    trained = read_config(run_dir).epochs
-    if trained != epochs:
-        raise UsageError(f"{run_dir} trained {trained} epochs, not --epochs {epochs}")
+    config = read_config(run_dir)
+    if (config.self_condition, config.epochs) != (k, epochs):
+        raise UsageError(
+            f"{run_dir} trained {config.epochs} epochs with --self-condition "
+            f"{config.self_condition}, not --epochs {epochs} with {k}"
+        )
 
 
-def _train(clusters_file: Path, logdir: Path, name: str, seed: int, epochs: int) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "gan.train",
-        "--preset",
-        "best",
-        "--conditional",
-        "--data",
-        str(clusters_file.resolve()),
-        "--seed",
-        str(seed),
-        "--epochs",
-        str(epochs),
-        "--logdir",
-        str(logdir.resolve()),
-        "--run",
-        name,
-    ]
+def _train(data_path: str, logdir: Path, name: str, k: int, seed: int, epochs: int) -> None:
+    command = [sys.executable, "-m", "gan.train", "--preset", "best"]
+    command += ["--self-condition", str(k), "--data", str(Path(data_path).resolve())]
+    command += ["--seed", str(seed), "--epochs", str(epochs)]
+    command += ["--logdir", str(logdir.resolve()), "--run", name]
     print(f"== {PROG}: training {logdir / name}", flush=True)
     if subprocess.run(command, cwd=PROJECT_ROOT).returncode != 0:
         raise RuntimeError(f"training {logdir / name} failed (its output is above)")
 
 
-def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
+def _report(args, command, rows, real) -> str:
     ratio = real["classifier_score"]
     header = [
         "run",
+        "clusters K",
+        "purity",
         "Fréchet distance ↓",
         "classifier score ↑ (÷ real)",
         "classes covered",
@@ -224,43 +150,41 @@ def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
         f"classifier sure (p > {SURE})",
     ]
 
-    def cells(name, g):
-        return [name, *score_cells(g, ratio), *confidence_cells(g)]
+    def cells(name, g, k="", share=""):
+        return [name, k, share, *score_cells(g, ratio), *confidence_cells(g)]
 
-    table = [cells(name, g) for name, g in rows.items()]
+    table = [cells(name, g, g["clusters"], f"{g['purity']:.1%}") for name, g in rows.items()]
     table.append(cells("real images (held-out half)", real))
     lines = [
-        f"# Self-conditioning: best on {args.clusters} k-means clusters instead of labels (MNIST)",
+        "# Self-conditioning: the best preset with K k-means clusters in place of labels (MNIST)",
         "",
         f"`{command}`",
         "",
         markdown_table(header, table, numbers_from=1),
         "",
     ]
-    if len(rows) > 1:
-
-        def over_seeds(key, digits, scale=1.0):
-            return mean_sd([g[key] / scale for g in rows.values()], digits)
-
-        lines += [
-            f"Mean ± sd over the {len(rows)} seeds: Fréchet distance "
-            f"{over_seeds('frechet_distance', 2)}, classifier score ÷ real "
-            f"{over_seeds('classifier_score', 3, ratio)}, KL {over_seeds('class_kl', 4)}; "
-            f"fewest classes covered {min(g['classes_covered'] for g in rows.values())}.",
-            "",
-        ]
+    for k in sorted({g["clusters"] for g in rows.values()}):
+        runs = [g for g in rows.values() if g["clusters"] == k]
+        if len(runs) > 1:
+            lines += [
+                f"K = {k}, mean ± sd over {len(runs)} seeds: Fréchet distance "
+                f"{mean_sd([g['frechet_distance'] for g in runs], 2)}, classifier score ÷ real "
+                f"{mean_sd([g['classifier_score'] / ratio for g in runs], 3)}, KL "
+                f"{mean_sd([g['class_kl'] for g in runs], 4)}; fewest classes covered "
+                f"{min(g['classes_covered'] for g in runs)}.",
+                "",
+            ]
     lines += [
-        f"Each run: `python -m gan.train --preset best --conditional --data "
-        f"{from_project_root(clusters_file)} --seed S --epochs {args.epochs}`, trained on the "
-        f"{args.clusters} k-means clusters (seed {CLUSTER_SEED}) of the pixels of the images of "
-        f"{from_project_root(args.data)} as its classes; no label of the data set is used in "
-        f"training or sampling. The clusters hold {cluster_purity:.1%} of the images with their "
-        "cluster's most common class (their purity). Scores of "
-        f"{real['n']:,} samples (noise seed 0), each cluster drawn at its share of the images "
-        "(order shuffled with seed "
-        f"{SAMPLE_SEED}), scored unconditionally with gan.evaluate's protocol against the "
-        "held-out real images (the last row). Mean entropy: of the classifier's p(y|x); "
-        f"classifier sure: the share of samples whose most probable class has p > {SURE}.",
+        f"Each run: `python -m gan.train --preset best --self-condition K --data "
+        f"{from_project_root(args.data)} --seed S --epochs {args.epochs}`, trained on the K "
+        "k-means clusters of the pixels of its images as its classes (gan.clusters); no label "
+        "of the data set is used in training or sampling. Purity: the share of images whose "
+        "class is their cluster's most common class. Scores of "
+        f"{real['n']:,} samples (noise seed 0), each cluster drawn at its share of the images, "
+        "scored unconditionally with gan.evaluate's protocol against the held-out real images "
+        "(the last row), as `python -m gan.evaluate --run RUN` scores them. Mean entropy: of "
+        "the classifier's p(y|x); classifier sure: the share of samples whose most probable "
+        f"class has p > {SURE}.",
         "",
         "Samples (the first 100 scored images of each run):",
         "",
@@ -272,20 +196,37 @@ def _report(args, command, rows, real, cluster_purity, clusters_file) -> str:
     return "\n".join(lines)
 
 
+def _cluster_count(text: str) -> int:
+    """An argparse type: a --self-condition K of gan.train, 2..MAX_CLASSES."""
+    import argparse
+
+    from gan.config import MAX_CLASSES
+
+    value = whole_number(2)(text)
+    if value > MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_CLASSES}, got {value}")
+    return value
+
+
 def _parser():
-    from gan.cli import Parser, whole_number
+    from gan.cli import Parser
 
     parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--clusters", type=whole_number(2), default=50, help="k-means clusters K (default: 50)"
+        "--clusters",
+        nargs="+",
+        type=_cluster_count,
+        default=[10, 25, 50, 100],
+        metavar="K",
+        help="the --self-condition of each run (default: 10 25 50 100)",
     )
     parser.add_argument(
         "--seeds",
         nargs="+",
         type=whole_number(0),
-        default=[0, 1, 2],
+        default=[0],
         metavar="SEED",
-        help="gan.train --seed of each run (default: 0 1 2)",
+        help="gan.train --seed of each run (default: 0)",
     )
     parser.add_argument(
         "--epochs", type=whole_number(1), default=300, help="epochs per run (default: 300)"
@@ -298,7 +239,7 @@ def _parser():
     parser.add_argument(
         "--logdir",
         default="logs/experiments/self_condition",
-        help="where the clusters file and the runs go (default: logs/experiments/self_condition)",
+        help="where the runs go (default: logs/experiments/self_condition)",
     )
     parser.add_argument(
         "--out",

@@ -290,12 +290,10 @@ def _samples(run_dir: Path, count: int):
     """The `count` images a finished run was evaluated on and, for a conditional run, their
     labels (None otherwise, also for a --self-condition run's clusters): gan.generate with
     noise seed 0 from its generator.keras, as gan.train's evaluation draws them."""
-    from gan.sampling import GeneratorSource, generate_with_labels
+    from gan.sampling import GeneratorSource
 
     source = GeneratorSource.resolve(run=str(run_dir))
-    clusters = source.default_labels(count)
-    samples, labels = generate_with_labels(source.load(), count, seed=0, labels=clusters)
-    return samples, None if clusters is not None else labels
+    return source.samples(source.load(), count, seed=0)
 
 
 def _parser(experiment: Experiment, prog: str) -> argparse.ArgumentParser:

@@ -45,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
 def _score(runs: list[str], truncations: list, cache_dir) -> tuple[list, dict]:
     """Rows (run, T, generated scores + confidence) and the real floor of the runs' data set.
     Every run is checked (a run directory with a generator, all on the same images) before
-    anything is scored. A conditional run's samples take every class in turn and are scored
-    with their labels, as gan.evaluate does."""
+    anything is scored. The samples are drawn and scored as gan.evaluate does
+    (GeneratorSource.samples)."""
     from gan.errors import UsageError
     from gan.evaluation import Evaluator
     from gan.rundir import read_config
-    from gan.sampling import GeneratorSource, generate_with_labels
+    from gan.sampling import GeneratorSource
 
     configs = [read_config(run) for run in runs]
     sources = [GeneratorSource.resolve(run=run) for run in runs]
@@ -63,8 +63,8 @@ def _score(runs: list[str], truncations: list, cache_dir) -> tuple[list, dict]:
     for run, generator_source in zip(runs, sources):
         generator = generator_source.load()
         for truncation in truncations:
-            images, labels = generate_with_labels(
-                generator, evaluator.held_out_count, 0, truncation=truncation
+            images, labels = generator_source.samples(
+                generator, evaluator.held_out_count, 0, truncation
             )
             scores = evaluator.score(images, labels)
             rows.append((run, truncation, {**scores, **confidence(evaluator, images)}))

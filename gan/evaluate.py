@@ -31,7 +31,7 @@ from gan.cli import (
 from gan.config import DATASETS, SOURCES
 from gan.errors import UsageError
 from gan.evaluation import Evaluator, class_rows, format_table, log_scalars
-from gan.sampling import GeneratorSource, generate_with_labels
+from gan.sampling import GeneratorSource
 
 PROG = "python -m gan.evaluate"
 CLASS_GRID_COLUMNS = 10
@@ -75,19 +75,13 @@ def _main(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         evaluator = Evaluator.for_dataset(
             dataset, data_path, args.limit, origin, cache_dir=args.cache_dir
         )
-        count = args.n or evaluator.held_out_count
-        # a self-conditioned run's samples: its clusters at their shares
-        clusters = source.default_labels(count) if source else None
+        if generator is not None:  # as GeneratorSource.samples draws and scores them
+            count = args.n or evaluator.held_out_count
+            samples, labels = source.samples(generator, count, args.seed, args.truncation)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
 
-    if generator is not None:  # a conditional one's samples: every class in turn
-        samples, labels = generate_with_labels(
-            generator, count, args.seed, clusters, truncation=args.truncation
-        )
-        if clusters is not None:  # scored as an unconditional generator's samples
-            labels = None
     try:
         result = evaluator.evaluate(samples, labels)
     except UsageError as error:  # labels the classifier does not have

@@ -112,6 +112,16 @@ class GeneratorSource:
             )
         return generator
 
+    def samples(self, generator, n: int, seed: int = 0, truncation: float | None = None):
+        """n images of `generator` (this source's, loaded) as gan.evaluate --run draws them,
+        and the classes to score them with: a conditional generator's samples take every
+        class in turn and are scored with them; a --self-condition run's take its clusters
+        at their shares (default_labels) and are scored as an unconditional generator's
+        (None), as are an unconditional one's. Raises UsageError as default_labels does."""
+        clusters = self.default_labels(n)
+        images, labels = generate_with_labels(generator, n, seed, clusters, truncation=truncation)
+        return images, None if clusters is not None else labels
+
     def _load_keras_file(self):
         import keras
 

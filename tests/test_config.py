@@ -133,12 +133,15 @@ def test_unknown_keys_in_json_are_rejected():
         ({"conditional": True, "num_classes": 1}, r"--num-classes must be in 2\.\.256"),
         ({"conditional": True, "num_classes": 257}, "--num-classes must be in"),
         ({"conditional": "yes"}, "--conditional must be true or false"),
-        ({"arch": "mlp-bn", "conditional_bn": True}, "--conditional-bn is for --conditional runs"),
+        ({"arch": "mlp-bn", "conditional_bn": True}, "--conditional-bn is for --conditional or"),
         (
             {"conditional": True, "conditional_bn": True},  # the textbook's mlp: no BatchNorm
-            "--conditional-bn is for --conditional runs of --arch mlp-bn and dcgan",
+            "--conditional-bn is for --conditional or --self-condition runs of --arch mlp-bn",
         ),
         ({"r1": 1.0, "mixed_precision": "float16"}, "--r1 needs the gradient"),
+        ({"self_condition": 1}, r"--self-condition must be 0 or in 2\.\.256, got 1"),
+        ({"self_condition": 257}, "--self-condition must be 0 or in"),
+        ({"self_condition": 4, "conditional": True}, "--conditional trains on the images' labels"),
         (
             {"arch": "dcgan", "g_hidden": (256,), "d_hidden": (64,)},
             "--arch dcgan has fixed layers; --g-hidden and --d-hidden are for --arch mlp and "
@@ -323,7 +326,25 @@ def test_a_config_json_from_before_the_options_added_later_reads_as_it_trained()
         "num_classes": None,
         "checkpoint_interval": 60.0,
         "conditional_bn": False,
+        "self_condition": 0,
     }
     del values["epochs"]  # any other option must still be there
     with pytest.raises(UsageError, match="^options missing from config: epochs$"):
         Config.from_json(json.dumps(values))
+
+
+def test_self_conditioning_conditions_the_networks_on_its_clusters_and_labels_replace_them():
+    assert Config().self_condition == 0 and Config().classes is None  # off by default
+    assert Config(self_condition=50).classes == 50
+    assert Config(conditional=True, num_classes=10).classes == 10
+    assert Config(self_condition=50).resolved(1000, False, class_count=10).num_classes is None
+    Config(arch="mlp-bn", self_condition=5, conditional_bn=True)  # BatchNorm takes clusters too
+    best = Config.from_options(preset="best")
+    assert best.self_condition == PRESETS["best"]["self_condition"] > 0
+    # the images' own labels, given explicitly, take the place of the preset's clusters
+    labelled = Config.from_options(preset="best", conditional=True)
+    assert labelled.conditional and labelled.self_condition == 0 and labelled.ema == best.ema
+    assert Config.from_options(preset="best", self_condition=0).classes is None
+    with pytest.raises(UsageError, match="--conditional trains on the images' labels"):
+        Config.from_options(conditional=True, self_condition=5)
+    assert "self_condition" not in CHANGEABLE_ON_RESUME

@@ -23,10 +23,11 @@ from PIL import Image
 
 from gan import evaluate
 from gan.classifier import CACHE_ENV
+from gan.clusters import kmeans, sample_sequence
 from gan.config import Config
 from gan.evaluation import SCORES
-from gan.models import build_generator
-from gan.sampling import generate_with_labels
+from gan.models import build_generator, generator_inputs
+from gan.sampling import generate, generate_with_labels
 from gan.train import train
 
 
@@ -285,6 +286,68 @@ def test_a_conditional_run_is_scored_with_label_accuracy_in_training_and_by_gan_
     scored = run_cli("--samples", tmp_path / "s.npz", "--data", labelled_dir, cache_dir=cache_dir)
     assert scored.returncode == 0, scored.stderr
     assert f"| {tmp_path / 's.npz'} | " in scored.stdout and "label accuracy" in scored.stdout
+
+
+def test_a_self_conditioned_run_draws_its_clusters_at_their_shares_and_is_scored_without(
+    tmp_path, labelled_dir, cache_dir
+):
+    """--self-condition: trained on the k-means clusters of its images, kept in the run; its
+    samples (the evaluations in training, gan.evaluate, gan.generate) draw each cluster at its
+    share, and are scored as an unconditional generator's: clusters are not classes."""
+    where = ("--logdir", tmp_path / "logs", "--run", "s")
+    trained = run_cli(
+        *("--self-condition", 4, "--epochs", 2, "--eval-every", 1, "--data", labelled_dir),
+        *("--batch-size", 32, "--noise-dim", 16, "--no-jit", *where),
+        cache_dir=cache_dir,
+        module="gan.train",
+        new_process=True,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "label accuracy" not in trained.stdout
+    run_dir = tmp_path / "logs" / "s"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["self_condition"], config["conditional"], config["num_classes"]) == (
+        4,
+        False,
+        None,
+    )
+    ids = np.load(run_dir / "clusters.npz")["clusters"]
+    np.testing.assert_array_equal(ids, kmeans(make_labelled_images(300)[0], 4))
+    generator = keras.models.load_model(run_dir / "generator.keras")
+    assert generator_inputs(generator) == (16, 4)
+    records = json.loads((run_dir / "eval.json").read_text())
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert "label_accuracy" not in records[-1]["generated"]
+
+    # gan.evaluate draws the same samples (seed 0, the clusters at their shares): same scores
+    after = run_cli("--run", run_dir, cache_dir=cache_dir)
+    assert after.returncode == 0, after.stderr
+    assert "label accuracy" not in after.stdout
+    final = json.loads((run_dir / "eval.json").read_text())[-1]
+    for name in SCORES:
+        assert final["generated"][name] == pytest.approx(records[-1]["generated"][name])
+
+    # gan.generate: the clusters at their shares, kept as 'clusters' (not scored as labels)
+    generated = run_main("gan.generate", "--run", run_dir, "--n", 40, "--out", tmp_path / "g.npz")
+    assert generated.returncode == 0, generated.stderr
+    with np.load(tmp_path / "g.npz") as samples:
+        assert set(samples) == {"images", "clusters"}
+        np.testing.assert_array_equal(samples["clusters"], sample_sequence(ids, 4, 40))
+        np.testing.assert_array_equal(
+            samples["images"], generate(generator, 40, 0, labels=samples["clusters"])
+        )
+    one = run_main(
+        "gan.generate", "--run", run_dir, "--n", 5, "--label", 3, "--out", tmp_path / "3.npz"
+    )
+    assert one.returncode == 0, one.stderr
+    assert np.load(tmp_path / "3.npz")["clusters"].tolist() == [3] * 5
+
+    (run_dir / "clusters.npz").write_bytes(b"PK\x03\x04 cut short")
+    assert_usage_error(
+        run_cli("--run", run_dir, cache_dir=cache_dir), "clusters.npz cannot be read"
+    )
+    resumed = run_cli(*where, "--resume", "--epochs", 3, cache_dir=cache_dir, module="gan.train")
+    assert_usage_error(resumed, "clusters.npz cannot be read")
 
 
 def test_evaluating_during_training_does_not_change_training(tmp_path, evaluator):

@@ -116,13 +116,18 @@ def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("conditional", [False, True], ids=["unconditional", "conditional"])
+@pytest.mark.parametrize(
+    "conditional",
+    [[], ["--conditional"], ["--self-condition", 4]],
+    ids=["unconditional", "conditional", "self-conditioned"],
+)
 def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, conditional):
     """Every state the quality options add (the generator's average, the decaying learning
     rates' step counts, the augmentation's random numbers, spectral norm's power-iteration
     vectors) is in the checkpoint: killed at the end of epoch 2 before its checkpoint, then
     resumed, a run ends bit for bit where an uninterrupted one does. So does a conditional
-    run: its fake labels come from the noise seed's state, its real ones with the data."""
+    run: its fake labels come from the noise seed's state, its real ones with the data; and a
+    self-conditioned one, which reads its clusters back from the run directory."""
     images = write_idx(tmp_path / "images-idx3-ubyte", make_images(512))
     write_idx(tmp_path / "labels-idx1-ubyte", np.arange(512) % 10)  # unconditional: unused
     logs = tmp_path / "logs"
@@ -140,7 +145,7 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, 
         "hinge",
     ]
     flags += ["--augment", "translation,cutout", "--r1", 1, "--spectral-norm", "--d-lr", 4e-4]
-    flags += ["--conditional"] if conditional else []
+    flags += conditional
     whole = start_cli(*flags, "--run", "whole")
     killed = run_cli(*flags, "--run", "killed", env={HOOK: "SIGKILL@epoch2"})
     assert finish(whole).returncode == 0
@@ -159,8 +164,12 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, 
     ]
     assert _history(killed_dir) == _history(whole_dir)
     assert json.loads((killed_dir / "config.json").read_text())["num_classes"] == (
-        10 if conditional else None
+        10 if "--conditional" in conditional else None
     )
+    if "--self-condition" in conditional:
+        saved = [np.load(d / "clusters.npz")["clusters"] for d in (killed_dir, whole_dir)]
+        np.testing.assert_array_equal(*saved)
+        assert len(set(saved[0])) > 1
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from gan import data, rundir
 from gan.callbacks import CLASS_GRID_COLS, CLASS_GRID_SCALE, GRID_ROWS, GRID_SCALE
 from gan.checkpoints import Checkpoints, fingerprint
 from gan.classifier import CACHE_ENV
+from gan.clusters import kmeans, sample_sequence
 from gan.config import CHANGEABLE_ON_RESUME, Config
 from gan.config import flag as flag_of
 from gan.data import to_uint8
@@ -452,6 +453,28 @@ def test_a_conditional_run_draws_a_row_per_class_and_saves_conditional_networks(
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)  # TensorBoard
     discriminator = keras.models.load_model(run_dir / "discriminator.keras")
     assert discriminator([np.asarray(generator(inputs)), inputs[1]]).shape == (100, 1)
+
+
+def test_a_self_conditioned_run_draws_its_grid_at_the_clusters_shares(tmp_path, data_dir, images):
+    where = ("--logdir", tmp_path / "logs", "--run", "s")
+    result = run_cli(
+        *("--self-condition", 3, "--epochs", 2, "--data", data_dir, "--batch-size", 32),
+        *("--noise-dim", 16, *where),
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "logs" / "s"
+    ids = np.load(run_dir / "clusters.npz")["clusters"]
+    np.testing.assert_array_equal(ids, kmeans(images, 3))
+    generator = keras.models.load_model(run_dir / "generator.keras")
+    # The last grid: 5x5 of --seed 0's noise, each cluster at its share of the images.
+    noise = np.random.default_rng(0).standard_normal((GRID_ROWS * GRID_ROWS, 16), np.float32)
+    labels = sample_sequence(ids, 3, GRID_ROWS * GRID_ROWS).astype(np.int32)
+    assert len(set(labels)) == 3
+    images = to_uint8(generator([noise, labels], training=False))
+    expected = make_grid(images, GRID_ROWS, GRID_ROWS, scale=GRID_SCALE)
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(run_dir / "samples/epoch_002.png")), expected
+    )
 
 
 def test_a_conditional_run_on_images_without_labels_is_refused_naming_what_was_looked_for(
