@@ -431,7 +431,8 @@ class Config:
                 "--conditional trains on the images' labels, --self-condition on clusters "
                 "instead: give one"
             )
-        if self.conditional_bn and not (self.classes and self.arch in BATCHNORM_GENERATORS):
+        conditioned = self.conditional or self.self_condition
+        if self.conditional_bn and not (conditioned and self.arch in BATCHNORM_GENERATORS):
             raise UsageError(
                 "--conditional-bn is for --conditional or --self-condition runs of --arch "
                 f"{' and '.join(BATCHNORM_GENERATORS)} (the generators with BatchNorm)"

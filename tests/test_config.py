@@ -339,6 +339,7 @@ def test_self_conditioning_conditions_the_networks_on_its_clusters_and_labels_re
     assert Config(conditional=True, num_classes=10).classes == 10
     assert Config(self_condition=50).resolved(1000, False, class_count=10).num_classes is None
     Config(arch="mlp-bn", self_condition=5, conditional_bn=True)  # BatchNorm takes clusters too
+    Config(arch="dcgan", conditional=True, conditional_bn=True)  # before num_classes resolves
     best = Config.from_options(preset="best")
     assert best.self_condition == PRESETS["best"]["self_condition"] > 0
     # the images' own labels, given explicitly, take the place of the preset's clusters

@@ -208,31 +208,39 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
 
     mnist = quality.EXPERIMENTS["mnist"]
     techniques = set(PRESETS["best"]) - {"epochs"}
-    left_out = [f"best-with-{name}" for name in quality.WITH]
+    unclustered = quality.UNCLUSTERED
+    assert unclustered == "best-without-self_condition" and "self_condition" in techniques
+    seeds = ("", "-seed1", "-seed2")
+    left_out = [f"{unclustered}-with-{name}" for name in quality.WITH]
+    labelled = [f"best-with-{name}" for name in quality.LABELLED]
     assert set(mnist.runs) == {
-        "best",
-        "best-seed1",
-        "best-seed2",
+        *(f"best{seed}" for seed in seeds),
         "mlp-bn",
         "textbook",
         *(f"best-without-{name}" for name in techniques),
-        *(f"{name}{seed}" for name in left_out for seed in ("", "-seed1", "-seed2")),
-        *(f"best-with-{name}" for name in quality.TRIED_ONCE),  # seed 0 only
+        *(f"{name}{seed}" for name in (unclustered, *left_out, *labelled) for seed in seeds),
+        *(f"{unclustered}-with-{name}" for name in quality.TRIED_ONCE),  # seed 0 only
     }
+    without_clusters = {"preset": "best", "self_condition": 0}
+    assert mnist.runs[f"{unclustered}-seed1"] == {**without_clusters, "seed": 1}
     for name, options in quality.TRIED_ONCE.items():
-        assert mnist.runs[f"best-with-{name}"] == {"preset": "best", **options}
+        assert mnist.runs[f"{unclustered}-with-{name}"] == {**without_clusters, **options}
         assert all(
             PRESETS["best"].get(k, getattr(quality.DEFAULTS, k)) != v for k, v in options.items()
         )
     for name, options in quality.WITH.items():
         assert not set(options) & techniques  # what best left out is not in it
-        assert mnist.runs[f"best-with-{name}-seed2"] == {"preset": "best", **options, "seed": 2}
-    fashion = {"best", "mlp-bn", "textbook", *left_out}  # one seed
+        run = mnist.runs[f"{unclustered}-with-{name}-seed2"]
+        assert run == {**without_clusters, **options, "seed": 2}
+    # given the labels, best trains on them in place of its clusters
+    assert mnist.runs["best-with-conditional"] == {"preset": "best", "conditional": True, "seed": 0}
+    fashion = {"best", "mlp-bn", "textbook", *left_out, *labelled}  # one seed
     assert set(quality.EXPERIMENTS["fashion"].runs) == fashion | {
         f"best-without-{name}" for name in techniques
     }
     # Trained quick: one run of each kind (two seeds of best for the mean ± sd), not all 14.
-    kinds = ("best", "best-seed2", "best-without-ema", "best-with-wide", "textbook")
+    wide = f"{unclustered}-with-wide"
+    kinds = ("best", "best-seed2", "best-without-ema", wide, "textbook")
     reduced = dataclasses.replace(
         mnist,
         runs={name: mnist.runs[name] for name in kinds},
@@ -249,7 +257,8 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
         )
     assert runs["best-seed2"]["config"]["seed"] == 2
     assert runs["best-without-ema"]["config"]["ema"] is None
-    assert runs["best-with-wide"]["config"]["d_hidden"] == [1024, 512]
+    assert runs[wide]["config"]["d_hidden"] == [1024, 512]
+    assert runs[wide]["config"]["self_condition"] == 0
     assert (
         runs["textbook"]["config"]["preset"] is None and runs["textbook"]["config"]["ema"] is None
     )
@@ -284,10 +293,13 @@ def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
     record = json.loads((out / "results.json").read_text())
     real = record["real"]
     assert real["label_accuracy"] == real["classifier_accuracy"]  # the floor
-    techniques = {k: v for k, v in PRESETS["best"].items() if k not in ("arch", "epochs")}
+    # the labels take the place of best's clusters
+    dropped = ("arch", "epochs", "self_condition")
+    techniques = {k: v for k, v in PRESETS["best"].items() if k not in dropped}
     for name, run in record["runs"].items():
         config, generated = run["config"], run["generated"]
         assert config["conditional"] is True and config["num_classes"] == 10
+        assert config["self_condition"] == 0
         assert config["arch"] == name.removesuffix("-best").removesuffix("-cbn")
         assert config["conditional_bn"] == name.endswith("-cbn")
         assert all((config[k] == v) == name.endswith("-best") for k, v in techniques.items())
