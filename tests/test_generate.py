@@ -181,7 +181,12 @@ print(status, "tensorflow" in sys.modules)
 @pytest.mark.parametrize(
     "run, label, message",
     [
-        ("r", "3", "--label: {run_dir} is not a conditional run (train with --conditional)"),
+        (
+            "r",
+            "3",
+            "--label: {run_dir} is not a conditional run (train with --conditional or "
+            "--self-condition)",
+        ),
         ("c", "3,12", "class 12 is not one of the generator's 10 classes (0-9)"),
         ("c", "9-3", "argument --label: expected a class 0-255, a range FIRST-LAST"),
     ],
