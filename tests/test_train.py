@@ -21,6 +21,7 @@ from conftest import (
     events,
     make_images,
     offline_env,
+    run_main,
     run_module,
     write_idx,
 )
@@ -453,6 +454,16 @@ def test_a_conditional_run_draws_a_row_per_class_and_saves_conditional_networks(
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)  # TensorBoard
     discriminator = keras.models.load_model(run_dir / "discriminator.keras")
     assert discriminator([np.asarray(generator(inputs)), inputs[1]]).shape == (100, 1)
+
+
+def test_more_clusters_than_images_is_a_one_line_error_before_anything_is_written(
+    tmp_path, data_dir
+):
+    logs = tmp_path / "logs"
+    flags = ("--data", data_dir, "--limit", 4, "--batch-size", 2, "--logdir", logs)
+    result = run_main("gan.train", "--self-condition", 5, *flags)
+    assert_usage_error(result, "--self-condition 5: more clusters than the 4 training images")
+    assert not logs.exists()
 
 
 def test_a_self_conditioned_run_draws_its_grid_at_the_clusters_shares(tmp_path, data_dir, images):
