@@ -26,7 +26,7 @@ from gan.evaluation import format_line, log_scalars
 from gan.images import make_grid, save_png
 from gan.models import with_labels
 from gan.safety import NonFiniteLoss
-from gan.sampling import generate_with_labels
+from gan.sampling import scored_samples
 
 GRID_ROWS = GRID_COLS = 5
 GRID_SCALE = 3  # 5x5 grid of 28 px digits -> 456 px square: big enough to judge by eye
@@ -231,11 +231,10 @@ class Evaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         if number % self.every == 0 or number == self.epochs:
-            images, labels = generate_with_labels(
-                self.model.sampler, self.evaluator.held_out_count, seed=0, labels=self.clusters
+            images, labels = scored_samples(
+                self.model.sampler, self.evaluator.held_out_count, 0, self.clusters
             )
-            scored_labels = None if self.clusters is not None else labels
-            result = self.evaluator.evaluate(images, scored_labels)
+            result = self.evaluator.evaluate(images, labels)
             log_scalars(self.writer, result, step=number)
             rundir.append_record(
                 self.eval_path,

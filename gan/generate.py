@@ -84,9 +84,13 @@ def _main(args: argparse.Namespace) -> int:
         noise_dim, num_classes = generator_inputs(generator)
         if args.label is not None and num_classes is None:  # a bare .keras file
             raise UsageError(f"--label: {source.path} is not a conditional generator")
-        labels = None if num_classes is None else label_sequence(args.label, count, num_classes)
-        if args.label is None and source.self_conditioned:
+        clustered = source.self_conditioned  # its classes are clusters
+        if num_classes is None:
+            labels = None
+        elif args.label is None and clustered:
             labels = source.default_labels(count)  # its clusters at their shares
+        else:
+            labels = label_sequence(args.label, count, num_classes)
         check_memory(count, noise_dim, grid_pixels)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
@@ -99,7 +103,7 @@ def _main(args: argparse.Namespace) -> int:
         arrays = {"images": images[: args.n]}
         if labels is not None:
             # a self-conditioned run's clusters are no classes for gan.evaluate to score
-            arrays["clusters" if source.self_conditioned else "labels"] = labels[: args.n]
+            arrays["clusters" if clustered else "labels"] = labels[: args.n]
         np.savez_compressed(out, **arrays)
         keys = "key 'images', uint8" + "".join(
             f"; their {'classes' if key == 'labels' else key}: key '{key}'"

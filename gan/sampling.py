@@ -79,7 +79,11 @@ class GeneratorSource:
     def self_conditioned(self) -> bool:
         """Whether the generator is a --self-condition run's: its classes are clusters, not
         the data set's classes. A bare .keras file does not say: False."""
-        return self.run_dir is not None and bool(rundir.read_config(self.run_dir).self_condition)
+        return bool(self._cluster_count())
+
+    def _cluster_count(self) -> int:
+        """A --self-condition run's K, from its config.json; 0 otherwise (a bare file: 0)."""
+        return rundir.read_config(self.run_dir).self_condition if self.run_dir is not None else 0
 
     def default_labels(self, n: int) -> np.ndarray | None:
         """The classes n samples are drawn for when none are asked for: a --self-condition
@@ -88,9 +92,9 @@ class GeneratorSource:
         turn, see label_sequence). Raises UsageError for a missing or damaged clusters file."""
         from gan import clusters
 
-        if not self.self_conditioned:
+        count = self._cluster_count()
+        if not count:
             return None
-        count = rundir.read_config(self.run_dir).self_condition
         ids = clusters.load(self.run_dir / rundir.CLUSTERS, count)
         return clusters.sample_sequence(ids, count, n)
 
@@ -118,9 +122,7 @@ class GeneratorSource:
         class in turn and are scored with them; a --self-condition run's take its clusters
         at their shares (default_labels) and are scored as an unconditional generator's
         (None), as are an unconditional one's. Raises UsageError as default_labels does."""
-        clusters = self.default_labels(n)
-        images, labels = generate_with_labels(generator, n, seed, clusters, truncation=truncation)
-        return images, None if clusters is not None else labels
+        return scored_samples(generator, n, seed, self.default_labels(n), truncation)
 
     def _load_keras_file(self):
         import keras
@@ -214,6 +216,18 @@ def generate_with_labels(
         images = generator(with_labels(noise[rows], batch_labels), training=False)
         batches.append(to_uint8(images))
     return np.concatenate(batches), classes
+
+
+def scored_samples(
+    generator, n: int, seed: int = 0, clusters=None, truncation: float | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """n images as gan.evaluate scores them, and the classes to score them with. clusters:
+    a --self-condition generator's clusters to draw (uint8 (n,), see
+    GeneratorSource.default_labels); its samples are scored as an unconditional generator's
+    (None), since clusters are not classes. Without clusters: generate_with_labels (a
+    conditional generator's classes in turn, scored with them)."""
+    images, labels = generate_with_labels(generator, n, seed, clusters, truncation=truncation)
+    return images, None if clusters is not None else labels
 
 
 def draw_noise(n: int, noise_dim: int, seed: int, truncation: float | None = None) -> np.ndarray:

@@ -56,6 +56,11 @@ def run_cli(*args, cache_dir, module="gan.evaluate", cwd=PROJECT_ROOT, new_proce
     return run(module, *args, cwd=cwd, env={CACHE_ENV: str(cache_dir)})
 
 
+def train_cli(*args, cache_dir):
+    """`python -m gan.train ARGS` in a new process, its classifier cache in cache_dir."""
+    return run_cli(*args, cache_dir=cache_dir, module="gan.train", new_process=True)
+
+
 def _run_dir(tmp_path, data_dir, epochs=7):
     """A finished run as gan.train leaves it (config.json, generator.keras), made directly."""
     run_dir = tmp_path / "logs" / "r"
@@ -195,12 +200,10 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
     tmp_path, labelled_dir, cache_dir
 ):
     where = ("--logdir", tmp_path / "logs", "--run", "e")
-    first = run_cli(
+    first = train_cli(
         *("--epochs", 3, "--eval-every", 2, "--data", labelled_dir, "--batch-size", 32),
         *("--noise-dim", 16, "--no-jit", *where),
         cache_dir=cache_dir,
-        module="gan.train",
-        new_process=True,
     )
     assert first.returncode == 0, first.stderr
     assert [line.split(":")[0] for line in first.stdout.splitlines() if "FD" in line] == [
@@ -208,7 +211,7 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
         "Eval epoch 3",  # the last epoch, though not a multiple of 2
     ]
     # --eval-every may change on --resume.
-    resumed = run_cli(
+    resumed = train_cli(
         "--epochs",
         4,
         "--eval-every",
@@ -216,8 +219,6 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
         "--resume",
         *where,
         cache_dir=cache_dir,
-        module="gan.train",
-        new_process=True,
     )
     assert resumed.returncode == 0, resumed.stderr
     run_dir = tmp_path / "logs" / "e"
@@ -239,11 +240,9 @@ def test_eval_every_without_labels_is_a_one_line_error_before_anything_is_writte
     tmp_path, data_dir
 ):
     (data_dir / "t10k-labels-idx1-ubyte.gz").unlink()
-    result = run_cli(
+    result = train_cli(
         *("--eval-every", 1, "--data", data_dir, "--logdir", tmp_path / "logs"),
         cache_dir=tmp_path / "cache",
-        module="gan.train",
-        new_process=True,
     )
     assert_usage_error(result, "--eval-every: ")
     assert "no label file t10k-labels-idx1-ubyte.gz" in result.stderr
@@ -254,12 +253,10 @@ def test_a_conditional_run_is_scored_with_label_accuracy_in_training_and_by_gan_
     tmp_path, labelled_dir, cache_dir
 ):
     where = ("--logdir", tmp_path / "logs", "--run", "c")
-    trained = run_cli(
+    trained = train_cli(
         *("--conditional", "--epochs", 2, "--eval-every", 1, "--data", labelled_dir),
         *("--batch-size", 32, "--noise-dim", 16, "--no-jit", *where),
         cache_dir=cache_dir,
-        module="gan.train",
-        new_process=True,
     )
     assert trained.returncode == 0, trained.stderr
     assert "label accuracy" in trained.stdout.splitlines()[-2]  # "Eval epoch 2: ..."
@@ -295,12 +292,10 @@ def test_a_self_conditioned_run_draws_its_clusters_at_their_shares_and_is_scored
     samples (the evaluations in training, gan.evaluate, gan.generate) draw each cluster at its
     share, and are scored as an unconditional generator's: clusters are not classes."""
     where = ("--logdir", tmp_path / "logs", "--run", "s")
-    trained = run_cli(
+    trained = train_cli(
         *("--self-condition", 4, "--epochs", 2, "--eval-every", 1, "--data", labelled_dir),
         *("--batch-size", 32, "--noise-dim", 16, "--no-jit", *where),
         cache_dir=cache_dir,
-        module="gan.train",
-        new_process=True,
     )
     assert trained.returncode == 0, trained.stderr
     assert "label accuracy" not in trained.stdout
