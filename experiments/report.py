@@ -7,7 +7,9 @@ time:
     <run>.png      10x10 samples of each run: the first 100 of the images it was scored on;
                    of a conditional run (--conditional) the first 10 of each class, a row
                    per class
-    curves.png     Fréchet distance and classifier score against epoch, one line per run
+    curves.png     Fréchet distance and classifier score against epoch, one line per run (the
+                   seeds of a repeated configuration in one colour), with the real images'
+                   scores and the quality target
     time.png       the same against training wall time (the seconds of the epochs so far,
                    without evaluations and checkpoints)
 
@@ -38,9 +40,11 @@ GRID_SIDE, GRID_SCALE = 10, 2  # <run>.png: 10x10 samples, each pixel 2x2
 # The quality target (issue 7): classifier score >= 0.95 of the real images', all 10 classes
 # covered, KL(class histogram || uniform) <= 0.02 nats.
 TARGET_SCORE_RATIO, TARGET_CLASSES, TARGET_KL = 0.95, 10, 0.02
-# The quality target of a repeated configuration (issue 15), on the means over its seeds: the
-# above and a Fréchet distance <= TARGET_FD.
+# The quality experiment's target (issue 15) adds a Fréchet distance <= TARGET_FD
+# (Experiment.fd_target), and for its repeated configurations a training wall time of at most
+# TARGET_WALL_SECONDS (Experiment.wall_target) for every seed.
 TARGET_FD = 3.0
+TARGET_WALL_SECONDS = 20 * 60
 SURE = 0.99  # a sample the classifier is sure of: its most probable class has p > SURE
 
 # Options that say where a run lives or how often it reports, not what it trains: neither
@@ -98,16 +102,22 @@ _CURVE = ("frechet_distance", "classifier_score", "classes_covered", "class_kl",
 
 
 def meets_target(
-    generated: dict, real: dict, kl_target: float = TARGET_KL, label_target: float | None = None
+    generated: dict,
+    real: dict,
+    kl_target: float = TARGET_KL,
+    label_target: float | None = None,
+    fd_target: float | None = None,
 ) -> bool:
     """The quality target: classifier score >= TARGET_SCORE_RATIO of the real images',
-    TARGET_CLASSES classes covered, KL <= kl_target and, for conditional samples (those with
-    a label accuracy) if label_target is set, label accuracy >= label_target."""
+    TARGET_CLASSES classes covered, KL <= kl_target, a Fréchet distance <= fd_target if set
+    and, for conditional samples (those with a label accuracy) if label_target is set, label
+    accuracy >= label_target."""
     labelled = label_target is not None and "label_accuracy" in generated
     return (
         generated["classifier_score"] >= TARGET_SCORE_RATIO * real["classifier_score"]
         and generated["classes_covered"] >= TARGET_CLASSES
         and generated["class_kl"] <= kl_target
+        and (fd_target is None or generated["frechet_distance"] <= fd_target)
         and (not labelled or generated["label_accuracy"] >= label_target)
     )
 
@@ -164,8 +174,8 @@ def write_results(
     out.mkdir(parents=True, exist_ok=True)
     for name, images in grids.items():
         save_png(make_grid(images, GRID_SIDE, GRID_SIDE, scale=GRID_SCALE), out / f"{name}.png")
-    _plot_curves(out / "curves.png", results, "epoch")
-    _plot_curves(out / "time.png", results, "train_seconds")
+    _plot_curves(out / "curves.png", experiment, results, real, "epoch")
+    _plot_curves(out / "time.png", experiment, results, real, "train_seconds")
     record = {
         "experiment": experiment.name,
         "command": command,
@@ -246,7 +256,8 @@ def format_report(
         f"evaluation classifier is {100 * real['classifier_accuracy']:.1f} % accurate on the "
         f"held-out real half. Target: classifier score >= {TARGET_SCORE_RATIO} of the real "
         f"images', {TARGET_CLASSES} classes covered, KL <= {experiment.kl_target}"
-        f"{_label_target(experiment) if labelled else ''}. Classifier sure: the "
+        f"{_fd_target(experiment)}{_label_target(experiment) if labelled else ''}. "
+        "Classifier sure: the "
         f"share of samples whose most probable class has p > {SURE}. steps/s: over the median "
         "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
         "wall time: the whole run, compiling, evaluations and checkpoints included"
@@ -254,10 +265,12 @@ def format_report(
         f"{_LABELLED_NOTE if labelled else ''}",
         "",
         *_untrained_note(untrained, command),
+        *_cadence_note(experiment, results),
         (
-            f"Samples (row k: the first {GRID_SIDE} scored images generated for class k):"
+            f"Samples (the first {GRID_SIDE * GRID_SIDE} scored images of each run; of a run "
+            f"with a label accuracy, row k: the first {GRID_SIDE} generated for class k):"
             if labelled
-            else "Samples (the first 100 scored images of each run):"
+            else f"Samples (the first {GRID_SIDE * GRID_SIDE} scored images of each run):"
         ),
         "",
         markdown_table(list(results), [grids]),
@@ -304,6 +317,29 @@ _LABELLED_NOTE = (
 )
 
 
+def _cadence_note(experiment: Experiment, results: dict) -> list[str]:
+    """Lines naming the runs scored during training at another cadence than the experiment's
+    --eval-every (finished before it changed, and reused: experiments.sweep does not compare
+    it, as it does not change what a run trains); none if every run has the experiment's."""
+    cadence = experiment.options.get("eval_every")
+    others: dict = {}
+    for name, result in results.items():
+        every = result["config"]["eval_every"]
+        if every != cadence:
+            others.setdefault(every, []).append(name)
+    if not others:
+        return []
+    runs = "; ".join(
+        f"{', '.join(names)} every {every} epochs" for every, names in sorted(others.items())
+    )
+    return [
+        f"Every run was scored every {cadence} epochs during training, except: {runs}. How "
+        "often a run is scored does not change what it trains (tests/test_evaluate.py), only "
+        "how many points its curves have.",
+        "",
+    ]
+
+
 def _conditional_cells(scores: dict) -> list[str]:
     """The label accuracy and mean Fréchet distance within class of a row ("—" for
     unconditional samples)."""
@@ -315,44 +351,59 @@ def _conditional_cells(scores: dict) -> list[str]:
     ]
 
 
+def _fd_target(experiment: Experiment) -> str:
+    target = experiment.fd_target
+    return "" if target is None else f", Fréchet distance <= {target}"
+
+
 def _label_target(experiment: Experiment) -> str:
     target = experiment.label_accuracy_target
     return "" if target is None else f", label accuracy >= {100 * target:.0f} %"
 
 
 def _meets(experiment: Experiment, generated: dict, real: dict) -> bool:
-    return meets_target(generated, real, experiment.kl_target, experiment.label_accuracy_target)
+    return meets_target(
+        generated,
+        real,
+        experiment.kl_target,
+        experiment.label_accuracy_target,
+        experiment.fd_target,
+    )
 
 
 def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[str]:
     """Lines of a table of each repeated configuration's mean ± standard deviation over its
     seeds (none if the experiment repeats nothing), with the quality target judged on the
-    means: the classifier-score ratio, classes covered (the fewest of any seed), KL and
-    Fréchet distance."""
+    means (the fewest classes covered of any seed) and, if the experiment has a wall-time
+    target, on its slowest seed."""
     rows = []
     for name, runs in experiment.repeats.items():
-        generated = [results[run]["generated"] for run in runs if run in results]
-        if len(generated) < 2:
+        repeated = [results[run] for run in runs if run in results]
+        if len(repeated) < 2:
             continue
-        fd = [g["frechet_distance"] for g in generated]
-        ratio = [g["classifier_score"] / real["classifier_score"] for g in generated]
-        kl = [g["class_kl"] for g in generated]
-        classes = min(g["classes_covered"] for g in generated)
-        met = (
-            statistics.mean(ratio) >= TARGET_SCORE_RATIO
-            and classes >= TARGET_CLASSES
-            and statistics.mean(kl) <= experiment.kl_target
-            and statistics.mean(fd) <= TARGET_FD
+        generated = [r["generated"] for r in repeated]
+        means = {
+            key: statistics.mean(g[key] for g in generated)
+            for key in ("frechet_distance", "classifier_score", "class_kl", "label_accuracy")
+            if all(key in g for g in generated)
+        }
+        means["classes_covered"] = min(g["classes_covered"] for g in generated)
+        walls = [r["wall_seconds"] for r in repeated]
+        slowest = None if None in walls else max(walls)
+        in_time = experiment.wall_target is None or (
+            slowest is not None and slowest <= experiment.wall_target
         )
+        ratio = [g["classifier_score"] / real["classifier_score"] for g in generated]
         rows.append(
             [
                 name,
                 str(len(generated)),
-                mean_sd(fd, 2),
+                mean_sd([g["frechet_distance"] for g in generated], 2),
                 mean_sd(ratio, 3),
-                str(classes),
-                mean_sd(kl, 4),
-                "met" if met else "not met",
+                str(means["classes_covered"]),
+                mean_sd([g["class_kl"] for g in generated], 4),
+                _duration(slowest),
+                "met" if _meets(experiment, means, real) and in_time else "not met",
             ]
         )
     if not rows:
@@ -364,12 +415,19 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
         "classifier score ÷ real ↑",
         "fewest classes covered",
         "KL(classes ‖ uniform) ↓",
+        "slowest wall time",
         "quality target (on the means)",
     ]
+    in_time = (
+        ""
+        if experiment.wall_target is None
+        else f", and every seed's run within {_duration(experiment.wall_target)} of wall time"
+    )
     target = (
         f"Quality target: classifier score >= {TARGET_SCORE_RATIO} of the real images', "
-        f"{TARGET_CLASSES} classes covered, KL <= {experiment.kl_target} and Fréchet distance "
-        f"<= {TARGET_FD}, on the means over the seeds."
+        f"{TARGET_CLASSES} classes covered, KL <= {experiment.kl_target}"
+        f"{_fd_target(experiment)}{_label_target(experiment)}, on the means over the seeds"
+        f"{in_time}."
     )
     return [
         "Mean ± standard deviation over seeds:",
@@ -398,23 +456,57 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
-def _plot_curves(path: Path, results: dict, x: str) -> None:
+def _plot_curves(path: Path, experiment: Experiment, results: dict, real: dict, x: str) -> None:
     """Fréchet distance and classifier score of every run against `x` ("epoch" or
-    "train_seconds")."""
+    "train_seconds"): a colour and line style per configuration, its seeds (Experiment.repeats)
+    alike and named once in the legend, beside the real images' scores and the quality target."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, result in results.items():
+    configuration = {run: name for name, runs in experiment.repeats.items() for run in runs}
+    names = list(dict.fromkeys(configuration.get(run, run) for run in results))
+    colours = plt.get_cmap("tab10").colors
+    styles = ("-", "--", "-.", ":")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    named = set()
+    for run, result in results.items():
+        name = configuration.get(run, run)
+        index = names.index(name)
+        seeds = len([r for r in experiment.repeats.get(name, (run,)) if r in results])
         xs = [point[x] for point in result["curve"]]
-        left.plot(xs, [p["frechet_distance"] for p in result["curve"]], "o-", label=name)
-        right.plot(xs, [p["classifier_score"] for p in result["curve"]], "o-", label=name)
-    label = {"epoch": "epoch", "train_seconds": "training wall time (s)"}[x]
-    left.set(xlabel=label, ylabel="Fréchet distance (lower is better)", yscale="log")
-    right.set(xlabel=label, ylabel="classifier score (higher is better)")
-    right.legend()
+        style = {
+            "color": colours[index % len(colours)],
+            "linestyle": styles[index // len(colours) % len(styles)],
+            "marker": "o",
+            "markersize": 2.5,
+            "linewidth": 1.2,
+            "label": None if name in named else _legend(name, seeds),
+        }
+        named.add(name)
+        left.plot(xs, [p["frechet_distance"] for p in result["curve"]], **style)
+        right.plot(xs, [p["classifier_score"] for p in result["curve"]], **style)
+    left.axhline(real["frechet_distance"], color="black", linewidth=1, label="real images")
+    right.axhline(real["classifier_score"], color="black", linewidth=1, label="real images")
+    target = {"color": "black", "linestyle": ":", "linewidth": 1, "label": "target"}
+    if experiment.fd_target is not None:
+        left.axhline(experiment.fd_target, **target)
+    right.axhline(TARGET_SCORE_RATIO * real["classifier_score"], **target)
+    label = {
+        "epoch": "epoch",
+        "train_seconds": "training wall time (s; evaluations and checkpoints excluded)",
+    }[x]
+    left.set(xlabel=label, ylabel="Fréchet distance ↓ (log scale)", yscale="log")
+    right.set(xlabel=label, ylabel="classifier score ↑")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    handles, labels = right.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)
+
+
+def _legend(name: str, seeds: int) -> str:
+    return f"{name} ({seeds} seeds)" if seeds > 1 else name

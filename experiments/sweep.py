@@ -58,7 +58,8 @@ class Experiment:
     name -> the runs that repeat one configuration with other seeds; module: the script,
     python -m experiments.MODULE (default: name); kl_target and label_accuracy_target: the
     quality target's KL bound and, for conditional runs, its least label accuracy (None:
-    none)."""
+    none); fd_target: the target's largest Fréchet distance (None: none); wall_target: the
+    most seconds of wall time a repeated configuration's runs may take (None: no bound)."""
 
     name: str
     title: str
@@ -71,6 +72,8 @@ class Experiment:
     module: str | None = None
     kl_target: float = TARGET_KL
     label_accuracy_target: float | None = None
+    fd_target: float | None = None
+    wall_target: float | None = None
 
 
 def main(experiment: Experiment, argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -84,12 +84,15 @@ def _fraction(value):
     return None if 0 <= value < 1 else "must be in [0, 1)"
 
 
-def _open_fraction(value):
-    return None if 0 < value < 1 else "must be in (0, 1), e.g. 0.999"
+def _decay(value):
+    return None if 0 <= value < 1 else "must be 0 (off) or in (0, 1), e.g. 0.999"
 
 
 def _non_negative(value):
     return None if value >= 0 and math.isfinite(value) else "must be a number >= 0"
+
+
+NO_AUGMENTATION = "none"  # --augment none: off, e.g. to drop a preset's augmentations
 
 
 def parse_augmentations(text: str) -> tuple[str, ...] | None:
@@ -101,8 +104,11 @@ def parse_augmentations(text: str) -> tuple[str, ...] | None:
 
 
 def _augmentations(value):
-    if parse_augmentations(value) is None:
-        return f"must be one or more of {', '.join(AUGMENTATIONS)}, separated by commas"
+    if value != NO_AUGMENTATION and parse_augmentations(value) is None:
+        return (
+            f"must be one or more of {', '.join(AUGMENTATIONS)}, separated by commas, "
+            f"or {NO_AUGMENTATION}"
+        )
     return None
 
 
@@ -249,7 +255,9 @@ class Config:
         "--conditional (the images' own labels) replaces a preset's --self-condition",
         _cluster_count,
     )
-    lr: float = _option(2e-4, "Adam learning rate of both optimizers", _positive)
+    lr: float = _option(
+        2e-4, "Adam learning rate of both optimizers, unless --g-lr or --d-lr is given", _positive
+    )
     g_lr: float | None = _option(
         None,
         "the generator's learning rate, with --d-lr the two time-scale update rule (default: --lr)",
@@ -287,15 +295,15 @@ class Config:
         None,
         "DiffAugment (Zhao et al. 2020): augmentations from translation (shift by up to 4 px) "
         "and cutout (a 14x14 square set to 0), comma-separated, applied alike to real and "
-        "generated images whenever the discriminator sees them, in both updates",
+        "generated images whenever the discriminator sees them, in both updates; none: off",
         _augmentations,
     )
     ema: float | None = _option(
         None,
         "keep an exponential moving average of the generator's variables with this decay per "
         "step (e.g. 0.999); sample grids, generator.keras, evaluations and gan.generate then "
-        "use the average (the trained generator is saved as generator_raw.keras)",
-        _open_fraction,
+        "use the average (the trained generator is saved as generator_raw.keras); 0: off",
+        _decay,
     )
     preset: str | None = _option(
         None,
@@ -418,6 +426,11 @@ class Config:
             problem = check(value) if check else None
             if problem:
                 raise UsageError(f"{flag(field.name)} {problem}, got {value!r}")
+        # The off values a flag can give (to turn off a preset's option) are stored as the
+        # default, so that an option turned off compares and saves equal to one never given.
+        for name, off in (("ema", 0), ("augment", NO_AUGMENTATION)):
+            if getattr(self, name) == off:
+                object.__setattr__(self, name, None)
         widths = [flag(n) for n in ("g_hidden", "d_hidden") if getattr(self, n) is not None]
         if self.r1 and self.mixed_precision == "float16":
             raise UsageError(

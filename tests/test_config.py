@@ -124,9 +124,10 @@ def test_unknown_keys_in_json_are_rejected():
         ({"lr_schedule": "step"}, "--lr-schedule must be one of constant, linear, cosine"),
         ({"loss": "wasserstein"}, "--loss must be one of nonsaturating, hinge"),
         ({"r1": -1.0}, "--r1 must be a number >= 0"),
-        ({"ema": 1.0}, r"--ema must be in \(0, 1\)"),
-        ({"ema": 0.0}, "--ema"),
+        ({"ema": 1.0}, r"--ema must be 0 \(off\) or in \(0, 1\)"),
+        ({"ema": -0.1}, "--ema"),
         ({"augment": "translation,flip"}, "--augment must be one or more of translation, cutout"),
+        ({"augment": "translation,none"}, "--augment"),
         ({"augment": "cutout,cutout"}, "--augment"),
         ({"preset": "fancy"}, "--preset must be one of textbook, best"),
         ({"num_classes": 10}, "--num-classes is for --conditional runs only"),
@@ -267,6 +268,32 @@ def test_a_preset_sets_its_options_and_given_flags_override_them():
     overridden = Config.from_options(preset="best", arch="mlp", epochs=7)
     assert (overridden.arch, overridden.epochs) == ("mlp", 7)
     assert Config.from_json(best.to_json()) == best  # config.json records the resolved options
+
+
+# How the command line gives each option a preset sets its textbook value back
+TEXTBOOK_VALUE_FLAGS = {
+    "arch": ["--arch", "mlp"],
+    "ema": ["--ema", "0"],
+    "r1": ["--r1", "0"],
+    "self_condition": ["--self-condition", "0"],
+    "epochs": ["--epochs", "100"],
+    "augment": ["--augment", "none"],
+}
+
+
+def test_the_command_line_turns_off_every_option_a_preset_sets():
+    parser = argparse.ArgumentParser()
+    Config.add_arguments(parser)
+    for name, options in PRESETS.items():
+        for option in options:
+            given = Config.given_options(
+                parser.parse_args(["--preset", name, *TEXTBOOK_VALUE_FLAGS[option]])
+            )
+            config = Config.from_options(**given)
+            assert getattr(config, option) == getattr(Config(), option), (name, option)
+    # an option turned off saves and compares equal to one never given
+    assert Config(ema=0.0) == Config() and Config(augment="none") == Config()
+    assert json.loads(Config(ema=0.0, augment="none").to_json())["ema"] is None
 
 
 def test_every_preset_is_a_valid_configuration_of_known_options():

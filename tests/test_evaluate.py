@@ -202,7 +202,7 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
     where = ("--logdir", tmp_path / "logs", "--run", "e")
     first = train_cli(
         *("--epochs", 3, "--eval-every", 2, "--data", labelled_dir, "--batch-size", 32),
-        *("--noise-dim", 16, "--no-jit", *where),
+        *("--noise-dim", 16, "--no-jit", "--ema", 0.5, *where),
         cache_dir=cache_dir,
     )
     assert first.returncode == 0, first.stderr
@@ -227,13 +227,27 @@ def test_eval_every_scores_during_training_and_on_resume_and_matches_gan_evaluat
     scalars = eval_scalars(run_dir)
     assert [step for step, _ in scalars["eval/frechet_distance"]] == [2, 3, 4]
 
-    # The last evaluation during training is what gan.evaluate reports for the saved generator.
+    # The last evaluation during training is what gan.evaluate reports for the saved generator,
+    # with --ema the generator's average (the trained one is generator_raw.keras).
+    assert (run_dir / "generator_raw.keras").exists()
     after = run_cli("--run", run_dir, cache_dir=cache_dir)
     assert after.returncode == 0, after.stderr
     final = json.loads((run_dir / "eval.json").read_text())[-1]
     assert final["epoch"] == 4 and final["samples"] == str(run_dir / "generator.keras")
     for name in SCORES:
         assert final["generated"][name] == pytest.approx(records[-1]["generated"][name])
+    raw = run_cli("--generator", run_dir / "generator_raw.keras", cache_dir=cache_dir)
+    assert raw.returncode == 0, raw.stderr
+    # the trained generator scores otherwise than its average
+    assert _score_cells(raw.stdout) != _score_cells(after.stdout)
+
+
+def _score_cells(stdout: str) -> list[str]:
+    """The generated images' scores in gan.evaluate's table (its row without its label)."""
+    rows = [line for line in stdout.splitlines() if line.startswith("|")]
+    scores = rows[2].split("|")[3:]  # after the header, the separator, the label and n
+    assert len(scores) == 5 and all(cell.strip() for cell in scores[:-1]), rows[2]
+    return scores
 
 
 def test_eval_every_without_labels_is_a_one_line_error_before_anything_is_written(

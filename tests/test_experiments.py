@@ -234,10 +234,12 @@ def test_quality_experiment_runs_best_with_three_seeds_its_ablations_and_the_bas
         assert run == {**without_clusters, **options, "seed": 2}
     # given the labels, best trains on them in place of its clusters
     assert mnist.runs["best-with-conditional"] == {"preset": "best", "conditional": True, "seed": 0}
-    fashion = {"best", "mlp-bn", "textbook", *left_out, *labelled}  # one seed
+    fashion = {"mlp-bn", "textbook", unclustered, *left_out, *labelled}  # one seed
     assert set(quality.EXPERIMENTS["fashion"].runs) == fashion | {
-        f"best-without-{name}" for name in techniques
+        *(f"best{seed}" for seed in seeds),
+        *(f"best-without-{name}" for name in techniques),
     }
+    assert quality.EXPERIMENTS["fashion"].repeats["best"] == tuple(f"best{s}" for s in seeds)
     # Trained quick: one run of each kind (two seeds of best for the mean ± sd), not all 14.
     wide = f"{unclustered}-with-wide"
     kinds = ("best", "best-seed2", "best-without-ema", wide, "textbook")
@@ -318,7 +320,7 @@ def test_conditional_experiment_scores_label_accuracy_and_draws_a_row_per_class(
     assert "KL <= 0.01, label accuracy >= 97 %" in readme
     row = next(line for line in readme.splitlines() if line.startswith("| real images"))
     assert f"| {100 * real['classifier_accuracy']:.1f} % |" in row
-    assert "Samples (row k: the first 10 scored images generated for class k):" in readme
+    assert "of a run with a label accuracy, row k: the first 10 generated for class k" in readme
     assert "Made by `python -m experiments.conditional --quick" in readme
 
 
@@ -364,3 +366,56 @@ def test_a_run_without_a_whole_run_time_shows_a_dash_and_the_page_says_why():
     assert next(row for row in page.splitlines() if row.startswith("| dcgan |")).endswith("| — |")
     assert "| 1 min 00 s |" in next(r for r in page.splitlines() if r.startswith("| dcgan-cbn |"))
     assert "(—: the run was stopped and finished by gan.train --resume)." in page
+
+
+def test_the_quality_target_bounds_the_frechet_distance_and_a_repeated_runs_wall_time():
+    """Issue 15's target: a run meets it only with a Fréchet distance <= 3 too; a repeated
+    configuration on the means over its seeds, and only if its slowest seed took <= 20 min."""
+    from experiments import quality
+
+    results = PROJECT_ROOT / "experiments/results/quality/mnist/results.json"
+    record = json.loads(results.read_text())
+    real = record["real"]
+    seeds = ("best", "best-seed1", "best-seed2")
+    runs = {
+        name: {
+            **record["runs"][name],
+            "generated": {**record["runs"][name]["generated"], "frechet_distance": fd},
+            "wall_seconds": 600.0,
+        }
+        for name, fd in zip(seeds, (1.0, 2.0, 4.5), strict=True)  # mean 2.5
+    }
+    experiment = quality.EXPERIMENTS["mnist"]
+    assert experiment.fd_target == 3.0 and experiment.wall_target == 1200
+
+    def target_cells(page):
+        """(each run's target cell, the repeated configuration's row)"""
+        lines = page.splitlines()
+        runs = {
+            n: next(x for x in lines if x.startswith(f"| {n} | ") and "(23,400)" in x)
+            for n in seeds
+        }
+        return {n: row.split(" | ")[-3] for n, row in runs.items()}, next(
+            line for line in lines if line.startswith("| best | 3 |")
+        )
+
+    each, repeated = target_cells(report.format_report(experiment, runs, real, "c"))
+    assert each == {"best": "met", "best-seed1": "met", "best-seed2": "not met"}  # FD 4.5 > 3
+    assert "| 2.50 ± 1.80 |" in repeated and repeated.endswith("| 10 min 00 s | met |")
+    runs["best-seed1"]["wall_seconds"] = 1201.0
+    _, repeated = target_cells(report.format_report(experiment, runs, real, "c"))
+    assert repeated.endswith("| 20 min 01 s | not met |")
+
+
+def test_runs_scored_at_another_cadence_are_named_on_the_page():
+    from experiments import conditional
+
+    results = PROJECT_ROOT / "experiments/results/conditional/mnist/results.json"
+    record = json.loads(results.read_text())
+    runs = record["runs"]
+    experiment = conditional.EXPERIMENTS["mnist"]
+    assert all(r["config"]["eval_every"] == experiment.options["eval_every"] for r in runs.values())
+    assert "except:" not in report.format_report(experiment, runs, record["real"], "c")
+    runs["dcgan"]["config"] = {**runs["dcgan"]["config"], "eval_every": 25}
+    page = report.format_report(experiment, runs, record["real"], "c")
+    assert "scored every 10 epochs during training, except: dcgan every 25 epochs." in page

@@ -360,6 +360,64 @@ def test_the_step_is_traced_once_for_the_whole_run(images, steps_per_call):
     assert traces == [(BATCH, 28, 28, 1)]
 
 
+def _textbook_step(model: GAN, real) -> None:
+    """The textbook's training step written out plainly, on `model`'s networks, optimizers and
+    noise seed (not its train_step): z ~ N(0, I); D minimises the mean of BCE(1, D(x)) and
+    BCE(0, D(G(z))); then G minimises BCE(1, D(G(z))) with D as just updated, on the same G(z)."""
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    generator, discriminator = model.generator, model.discriminator
+    noise = keras.random.normal((BATCH, NOISE_DIM), seed=model.noise_seed)
+    with tf.GradientTape() as g_tape:
+        fake = generator(noise, training=True)
+        with tf.GradientTape() as d_tape:
+            real_logits = discriminator(real, training=True)
+            fake_logits = discriminator(fake, training=True)
+            d_loss = 0.5 * (
+                bce(tf.ones_like(real_logits), real_logits)
+                + bce(tf.zeros_like(fake_logits), fake_logits)
+            )
+        d_variables = discriminator.trainable_variables
+        model.d_optimizer.apply(d_tape.gradient(d_loss, d_variables), d_variables)
+        fake_logits = discriminator(fake, training=True)
+        g_loss = bce(tf.ones_like(fake_logits), fake_logits)
+    g_variables = generator.trainable_variables
+    model.g_optimizer.apply(g_tape.gradient(g_loss, g_variables), g_variables)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "mlp-bn"])
+def test_the_default_step_is_bitwise_the_textbook_step(arch):
+    """With every option at its default (gan.config.Config()), GAN.train_step computes exactly
+    the textbook's algorithm: the quality options add nothing to it, not even an op."""
+    ours, textbook = _gan(arch=arch), _gan(arch=arch)
+    for step in range(3):
+        real = tf.constant(_real() * (1 - 0.1 * step))
+        ours.train_step(real)
+        _textbook_step(textbook, real)
+    for a, b in zip(ours.variables, textbook.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert int(ours.g_optimizer.iterations) == 3
+
+
+def test_separate_learning_rates_each_change_their_own_network_only():
+    """--g-lr changes the generator's updates and nothing of the discriminator's first step;
+    --d-lr the reverse (after one step each network has seen only its own optimizer)."""
+    plain, g_faster, d_faster = _gan(), _gan(g_lr=1e-3), _gan(d_lr=1e-3)
+    real = tf.constant(_real())
+    for model in (plain, g_faster, d_faster):
+        model.train_step(real)
+
+    def same(a, b):  # the same values, variable by variable (their paths differ by model)
+        pairs = zip(a.variables, b.variables, strict=True)
+        return all(np.array_equal(x.numpy(), y.numpy()) for x, y in pairs)
+
+    assert same(plain.discriminator, g_faster.discriminator)
+    assert not same(plain.generator, g_faster.generator)
+    assert not same(plain.discriminator, d_faster.discriminator)
+    # the generator's update sees the other D, but its own learning rate is unchanged
+    assert float(d_faster.g_optimizer.learning_rate) == float(plain.g_optimizer.learning_rate)
+    assert float(g_faster.d_optimizer.learning_rate) == float(plain.d_optimizer.learning_rate)
+
+
 # --- the quality options (--ema, --r1, --augment, --loss, --lr-schedule) -----------------
 
 
@@ -493,6 +551,25 @@ def test_augmentation_is_applied_to_real_and_fake_images_in_both_updates(monkeyp
     np.testing.assert_array_equal(seen[1][0], fake)
     np.testing.assert_allclose(seen[2][0], generated, rtol=1e-5, atol=1e-6)
     assert all(names == ("translation", "cutout") for _, names in seen)
+
+
+def test_augmentation_changes_only_what_the_discriminator_sees(monkeypatch):
+    """With --augment's transformation replaced by the identity, a run trains bitwise as one
+    without --augment: its own random numbers (seed + 1) leave the weights' initialisation,
+    the noise and the dropout masks as they were."""
+    real = tf.constant(_real())
+    plain = _gan(arch="mlp-bn")
+    monkeypatch.setattr("gan.gan.diff_augment", lambda images, names, seed: images)
+    augmented = _gan(arch="mlp-bn", augment="translation,cutout")
+    for _ in range(2):
+        plain.train_step(real)
+        augmented.train_step(real)
+    networks = ("generator", "discriminator")
+    for a, b in zip(
+        *[[v for n in networks for v in getattr(m, n).variables] for m in (plain, augmented)],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
 def test_hinge_loss_in_the_step_equals_hand_computed_values():

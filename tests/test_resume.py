@@ -117,11 +117,13 @@ def test_run_killed_during_epoch_3_resumes_bitwise_equal_to_an_uninterrupted_run
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "conditional",
-    [[], ["--conditional"], ["--self-condition", 4]],
+    "conditional, schedule",
+    [([], "linear"), (["--conditional"], "cosine"), (["--self-condition", 4], "cosine")],
     ids=["unconditional", "conditional", "self-conditioned"],
 )
-def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, conditional):
+def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(
+    tmp_path, conditional, schedule
+):
     """Every state the quality options add (the generator's average, the decaying learning
     rates' step counts, the augmentation's random numbers, spectral norm's power-iteration
     vectors) is in the checkpoint: killed at the end of epoch 2 before its checkpoint, then
@@ -140,7 +142,7 @@ def test_quality_options_resume_bitwise_equal_to_an_uninterrupted_run(tmp_path, 
         "--ema",
         0.9,
         "--lr-schedule",
-        "linear",
+        schedule,
         "--loss",
         "hinge",
     ]
