@@ -319,9 +319,11 @@ _LABELLED_NOTE = (
 
 def _cadence_note(experiment: Experiment, results: dict) -> list[str]:
     """Lines naming the runs scored during training at another cadence than the experiment's
-    --eval-every (finished before it changed, and reused: experiments.sweep does not compare
-    it, as it does not change what a run trains); none if every run has the experiment's."""
+    --eval-every (experiments.sweep reuses a finished run whatever its cadence, which does not
+    change what it trains); none if every run has the experiment's, or it sets none."""
     cadence = experiment.options.get("eval_every")
+    if cadence is None:
+        return []
     others: dict = {}
     for name, result in results.items():
         every = result["config"]["eval_every"]
@@ -330,7 +332,8 @@ def _cadence_note(experiment: Experiment, results: dict) -> list[str]:
     if not others:
         return []
     runs = "; ".join(
-        f"{', '.join(names)} every {every} epochs" for every, names in sorted(others.items())
+        f"{', '.join(names)} every {every} epochs"
+        for every, names in sorted(others.items(), key=lambda item: str(item[0]))
     )
     return [
         f"Every run was scored every {cadence} epochs during training, except: {runs}. How "

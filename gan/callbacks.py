@@ -131,14 +131,17 @@ class SampleGrids(keras.callbacks.Callback):
         shape = (rows, CLASS_GRID_COLS, CLASS_GRID_SCALE)
         return cls(np.tile(noise, (rows, 1)), samples_dir, writer, every, epochs, labels, shape)
 
+    def draw(self, generator) -> np.ndarray:
+        """uint8 grid image of `generator`'s samples (inference mode) for the fixed noise."""
+        images = to_uint8(generator(with_labels(self.noise, self.labels), training=False))
+        rows, cols, scale = self.shape
+        return make_grid(images, rows, cols, scale=scale)
+
     def on_epoch_end(self, epoch, logs=None):
         number = epoch + 1
         if number == 1 or number % self.every == 0 or number == self.epochs:
             self.samples_dir.mkdir(exist_ok=True)
-            inputs = with_labels(self.noise, self.labels)
-            images = to_uint8(self.model.sampler(inputs, training=False))
-            rows, cols, scale = self.shape
-            grid = make_grid(images, rows, cols, scale=scale)
+            grid = self.draw(self.model.sampler)
             save_png(grid, self.samples_dir / rundir.sample_grid_name(number))
             with self.writer.as_default():
                 tf.summary.image("samples", grid[None, :, :, None], step=number)

@@ -387,7 +387,7 @@ def _textbook_step(model: GAN, real) -> None:
 @pytest.mark.parametrize("arch", ["mlp", "mlp-bn"])
 def test_the_default_step_is_bitwise_the_textbook_step(arch):
     """With every option at its default (gan.config.Config()), GAN.train_step computes exactly
-    the textbook's algorithm: the quality options add nothing to it, not even an op."""
+    the textbook's algorithm: the quality options change none of its values."""
     ours, textbook = _gan(arch=arch), _gan(arch=arch)
     for step in range(3):
         real = tf.constant(_real() * (1 - 0.1 * step))
@@ -559,11 +559,19 @@ def test_augmentation_changes_only_what_the_discriminator_sees(monkeypatch):
     the noise and the dropout masks as they were."""
     real = tf.constant(_real())
     plain = _gan(arch="mlp-bn")
-    monkeypatch.setattr("gan.gan.diff_augment", lambda images, names, seed: images)
+    seeds = []
+
+    def draw_and_keep(images, names, seed):  # draws its random numbers, as DiffAugment does
+        seeds.append(seed)
+        keras.random.uniform((BATCH,), seed=seed)
+        return images
+
+    monkeypatch.setattr("gan.gan.diff_augment", draw_and_keep)
     augmented = _gan(arch="mlp-bn", augment="translation,cutout")
     for _ in range(2):
         plain.train_step(real)
         augmented.train_step(real)
+    assert len(seeds) == 6 and all(seed is augmented.augment_seed for seed in seeds)
     networks = ("generator", "discriminator")
     for a, b in zip(
         *[[v for n in networks for v in getattr(m, n).variables] for m in (plain, augmented)],
