@@ -93,6 +93,9 @@ def _non_negative(value):
 
 
 NO_AUGMENTATION = "none"  # --augment none: off, e.g. to drop a preset's augmentations
+# The options whose default None means "off", with the value that turns them off on the
+# command line (e.g. a preset's); Config stores that value as None.
+OFF_VALUES = {"ema": 0, "augment": NO_AUGMENTATION}
 
 
 def parse_augmentations(text: str) -> tuple[str, ...] | None:
@@ -426,9 +429,9 @@ class Config:
             problem = check(value) if check else None
             if problem:
                 raise UsageError(f"{flag(field.name)} {problem}, got {value!r}")
-        # The off values a flag can give (to turn off a preset's option) are stored as the
-        # default, so that an option turned off compares and saves equal to one never given.
-        for name, off in (("ema", 0), ("augment", NO_AUGMENTATION)):
+        # An option turned off is stored as its default, so that it compares and saves equal
+        # to one never given.
+        for name, off in OFF_VALUES.items():
             if getattr(self, name) == off:
                 object.__setattr__(self, name, None)
         widths = [flag(n) for n in ("g_hidden", "d_hidden") if getattr(self, n) is not None]
@@ -539,7 +542,7 @@ class Config:
         of a --resume. Raises UsageError if a given option differs from its saved value and
         is not one of CHANGEABLE_ON_RESUME."""
         conflicts = [
-            f"{flag(name)} {shown(value)} (saved: {shown(getattr(self, name))})"
+            f"{flag(name)} {_as_given(name, value)} (saved: {_as_given(name, getattr(self, name))})"
             for name, value in given.items()
             if name not in CHANGEABLE_ON_RESUME and value != getattr(self, name)
         ]
@@ -620,6 +623,11 @@ class Config:
         """The Config fields that were given explicitly on the command line."""
         names = {f.name for f in dataclasses.fields(cls)}
         return {k: v for k, v in vars(namespace).items() if k in names}
+
+
+def _as_given(name: str, value):
+    """An option's value as a command line gives it: an option turned off by its off value."""
+    return OFF_VALUES[name] if value is None and name in OFF_VALUES else shown(value)
 
 
 def flag(name: str) -> str:

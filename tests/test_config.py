@@ -295,6 +295,9 @@ def test_the_command_line_turns_off_every_option_a_preset_sets():
     assert Config(ema=0.0) == Config() and Config(augment="none") == Config()
     saved = json.loads(Config(ema=0.0, augment="none").to_json())
     assert saved["ema"] is None and saved["augment"] is None
+    # a resumed run keeps them, and says so in the terms the command line used
+    with pytest.raises(UsageError, match=r"--ema 0 \(saved: 0.999\)"):
+        Config.from_options(preset="best").resumed_with({"ema": Config(ema=0).ema})
 
 
 def test_every_preset_is_a_valid_configuration_of_known_options():
