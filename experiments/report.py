@@ -254,10 +254,7 @@ def format_report(
         f"Every run: {', '.join(f'{k} {v}' for k, v in shared.items())}. Scores of "
         f"{real['n']:,} samples (noise seed 0) against the real images with gan.evaluate; the "
         f"evaluation classifier is {100 * real['classifier_accuracy']:.1f} % accurate on the "
-        f"held-out real half. Target: classifier score >= {TARGET_SCORE_RATIO} of the real "
-        f"images', {TARGET_CLASSES} classes covered, KL <= {experiment.kl_target}"
-        f"{_fd_target(experiment)}{_label_target(experiment) if labelled else ''}. "
-        "Classifier sure: the "
+        f"held-out real half. Target: {_target(experiment, labelled)}. Classifier sure: the "
         f"share of samples whose most probable class has p > {SURE}. steps/s: over the median "
         "training epoch without an evaluation (shared 2-core CPU: other jobs ran beside it); "
         "wall time: the whole run, compiling, evaluations and checkpoints included"
@@ -354,14 +351,15 @@ def _conditional_cells(scores: dict) -> list[str]:
     ]
 
 
-def _fd_target(experiment: Experiment) -> str:
-    target = experiment.fd_target
-    return "" if target is None else f", Fréchet distance <= {target}"
-
-
-def _label_target(experiment: Experiment) -> str:
-    target = experiment.label_accuracy_target
-    return "" if target is None else f", label accuracy >= {100 * target:.0f} %"
+def _target(experiment: Experiment, labelled: bool) -> str:
+    """The quality target _meets checks, in words; its label accuracy only if `labelled`."""
+    fd, label = experiment.fd_target, experiment.label_accuracy_target
+    return (
+        f"classifier score >= {TARGET_SCORE_RATIO} of the real images', {TARGET_CLASSES} "
+        f"classes covered, KL <= {experiment.kl_target}"
+        + ("" if fd is None else f", Fréchet distance <= {fd}")
+        + ("" if label is None or not labelled else f", label accuracy >= {100 * label:.0f} %")
+    )
 
 
 def _meets(experiment: Experiment, generated: dict, real: dict) -> bool:
@@ -421,16 +419,14 @@ def _repeats_section(experiment: Experiment, results: dict, real: dict) -> list[
         "slowest wall time",
         "quality target (on the means)",
     ]
-    in_time = (
+    time_clause = (
         ""
         if experiment.wall_target is None
         else f", and every seed's run within {_duration(experiment.wall_target)} of wall time"
     )
     target = (
-        f"Quality target: classifier score >= {TARGET_SCORE_RATIO} of the real images', "
-        f"{TARGET_CLASSES} classes covered, KL <= {experiment.kl_target}"
-        f"{_fd_target(experiment)}{_label_target(experiment)}, on the means over the seeds"
-        f"{in_time}."
+        f"Quality target: {_target(experiment, labelled=True)}, on the means over the seeds"
+        f"{time_clause}."
     )
     return [
         "Mean ± standard deviation over seeds:",
