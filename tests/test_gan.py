@@ -55,6 +55,17 @@ def _snapshot(model) -> dict:
     return {v.path: v.numpy() for v in model.variables}
 
 
+def _assert_same_networks(a: GAN, b: GAN) -> None:
+    """Every variable of a's generator and discriminator bitwise equal to b's, in order (the
+    options' own variables, such as an EMA generator's, left out)."""
+    for x, y in zip(
+        a.generator.variables + a.discriminator.variables,
+        b.generator.variables + b.discriminator.variables,
+        strict=True,
+    ):
+        np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=x.path)
+
+
 def _changed(before: dict, after: dict) -> set:
     return {path for path in before if not np.array_equal(before[path], after[path])}
 
@@ -424,12 +435,7 @@ def test_separate_learning_rates_each_change_their_own_network_only():
 def test_with_ema_the_networks_train_bitwise_as_without_it(images):
     plain, averaged = _gan(arch="mlp-bn"), _gan(arch="mlp-bn", ema=0.9)
     history_plain, history_averaged = _fit(plain, images), _fit(averaged, images)
-    for a, b in zip(
-        plain.generator.variables + plain.discriminator.variables,
-        averaged.generator.variables + averaged.discriminator.variables,
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    _assert_same_networks(plain, averaged)
     assert history_plain == history_averaged
     assert plain.sampler is plain.generator and averaged.sampler is averaged.ema_generator
 
@@ -572,12 +578,7 @@ def test_augmentation_changes_only_what_the_discriminator_sees(monkeypatch):
         plain.train_step(real)
         augmented.train_step(real)
     assert len(seeds) == 6 and all(seed is augmented.augment_seed for seed in seeds)
-    networks = ("generator", "discriminator")
-    for a, b in zip(
-        *[[v for n in networks for v in getattr(m, n).variables] for m in (plain, augmented)],
-        strict=True,
-    ):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    _assert_same_networks(plain, augmented)
 
 
 def test_hinge_loss_in_the_step_equals_hand_computed_values():
